@@ -1,0 +1,1 @@
+"""Recognition and policy backbones: TSN temporal-pooled ResNets and MobileNetV2."""
