@@ -5,10 +5,26 @@ really skips the compute a gate turns off, and MAC accounting, after AdaMML (ICC
 """
 
 from adagate.flops import count_macs
+from adagate.gates import GumbelGate, gumbel_sigmoid, gumbel_softmax
+from adagate.schedules import (
+    CosineDecay,
+    ExponentialDecay,
+    LinearDecay,
+    TemperatureSchedule,
+    set_tau,
+)
 
 __version__ = "0.0.1"
 
 __all__ = [
+    "CosineDecay",
+    "ExponentialDecay",
+    "GumbelGate",
+    "LinearDecay",
+    "TemperatureSchedule",
     "__version__",
     "count_macs",
+    "gumbel_sigmoid",
+    "gumbel_softmax",
+    "set_tau",
 ]
