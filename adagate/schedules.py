@@ -22,6 +22,9 @@ class TemperatureSchedule:
     """Base class: a callable ``schedule(epoch) -> tau`` whose state is its fields.
 
     ``epoch`` may be fractional (``epoch + step / steps_per_epoch``) to anneal per step.
+
+    Shape:
+        epoch: scalar (python float) → tau: scalar (python float).
     """
 
     def __post_init__(self) -> None:
@@ -57,6 +60,9 @@ class ExponentialDecay(TemperatureSchedule):
         start: temperature at epoch 0 (> 0).
         rate: decay per epoch, in (0, 1].
         minimum: floor of the temperature (>= 0; the result is never below it).
+
+    Shape:
+        epoch: scalar → tau: scalar (python floats).
 
     Example:
         >>> round(ExponentialDecay()(10), 4)
@@ -102,6 +108,9 @@ class CosineDecay(_DecayToEnd):
         end: temperature from ``epochs`` on (> 0).
         epochs: length of the decay (> 0).
 
+    Shape:
+        epoch: scalar → tau: scalar (python floats).
+
     Example:
         >>> CosineDecay(start=5.0, end=1.0, epochs=10)(5)
         3.0
@@ -121,6 +130,9 @@ class LinearDecay(_DecayToEnd):
         end: temperature from ``epochs`` on (> 0).
         epochs: length of the decay (> 0).
 
+    Shape:
+        epoch: scalar → tau: scalar (python floats).
+
     Example:
         >>> LinearDecay(start=5.0, end=1.0, epochs=4)(1)
         4.0
@@ -139,6 +151,9 @@ def set_tau(model: nn.Module, tau: float) -> int:
 
     Returns:
         How many gates were updated.
+
+    Shape:
+        tau: scalar (python float), applied to gates of any logit shape.
 
     Example:
         >>> set_tau(nn.Sequential(GumbelGate(), GumbelGate()), ExponentialDecay()(3))
