@@ -5,7 +5,9 @@ really skips the compute a gate turns off, and MAC accounting, after AdaMML (ICC
 """
 
 from adagate.flops import count_macs
+from adagate.fusion import MaskedLateFusion, masked_late_fusion
 from adagate.gates import GumbelGate, gumbel_sigmoid, gumbel_softmax
+from adagate.losses import BudgetLoss, efficiency_loss
 from adagate.schedules import (
     CosineDecay,
     ExponentialDecay,
@@ -17,6 +19,10 @@ from adagate.schedules import (
 __version__ = "0.0.1"
 
 __all__ = [
+    "BudgetLoss",
+    "MaskedLateFusion",
+    "efficiency_loss",
+    "masked_late_fusion",
     "CosineDecay",
     "ExponentialDecay",
     "GumbelGate",

@@ -1,0 +1,141 @@
+"""Masked late fusion: weighted average of segment logits over the modalities the policy kept."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["MaskedLateFusion", "masked_late_fusion"]
+
+
+def masked_late_fusion(
+    logits: Tensor, decisions: Tensor, weights: Tensor, normalize: bool = False
+) -> Tensor:
+    """Fuse per-segment, per-modality logits into video logits, counting only selected segments.
+
+    AdaMML §3.2 and §4 ("late fusion with learnable weights"): the video score is the average of
+    the segment predictions, each a weighted sum over the modalities the policy selected::
+
+        score[b] = 1/T · Σ_t Σ_m  w_m · d[b, t, m] · logits[b, t, m]
+
+    A skipped segment contributes zero but still counts in the ``1/T``, as in the paper. The
+    decisions enter as a product, so a straight-through gate receives the gradient
+    ``∂score[b] / ∂d[b, t, m] = w_m · logits[b, t, m] / T``; that is how the policy learns.
+
+    With ``normalize=True`` the sum is divided by the weight actually used,
+    ``Σ_t Σ_m w_m · d[b, t, m]``, instead of ``T``, so the score is a weighted mean over the
+    selected (segment, modality) pairs and its scale does not shrink as fewer are selected. A
+    video with nothing selected has no such mean: its denominator falls back to ``T``, so its
+    score is exactly zero with the same finite gradient as ``normalize=False`` (never NaN).
+    Normalising requires positive weights, so that the denominator cannot vanish or change sign.
+
+    Args:
+        logits: ``(B, T, M, C)`` per-segment, per-modality class scores; values at skipped
+            positions are ignored (multiplied by zero), so a router may leave them at zero.
+        decisions: ``(B, T, M)`` selection, ``bool`` or floating point (e.g. the straight-through
+            output of :func:`adagate.gates.gumbel_sigmoid`); 1 keeps, 0 skips.
+        weights: ``(M,)`` per-modality fusion weights.
+        normalize: divide by the used weight instead of by ``T`` (see above).
+
+    Returns:
+        ``(B, C)`` video logits, in the dtype of ``logits`` (outside autocast).
+
+    Raises:
+        ValueError: if a tensor has the wrong rank, ``B, T, M`` of ``logits`` and ``decisions``
+            differ, ``weights`` does not have ``M`` entries, ``decisions`` is neither bool nor
+            floating point, or ``normalize`` is set and a weight is not positive.
+
+    Example:
+        >>> logits = torch.randn(2, 4, 3, 10)
+        >>> decisions = torch.ones(2, 4, 3)
+        >>> masked_late_fusion(logits, decisions, torch.ones(3)).shape
+        torch.Size([2, 10])
+    """
+    if logits.dim() != 4:
+        raise ValueError(f"logits must be (B, T, M, C), got shape {tuple(logits.shape)}")
+    if decisions.dim() != 3 or decisions.shape != logits.shape[:3]:
+        raise ValueError(
+            f"decisions must be (B, T, M) = {tuple(logits.shape[:3])} to match logits "
+            f"{tuple(logits.shape)}, got shape {tuple(decisions.shape)}"
+        )
+    if decisions.dtype != torch.bool and not decisions.is_floating_point():
+        raise ValueError(f"decisions must be bool or floating point, got dtype {decisions.dtype}")
+    if weights.dim() != 1 or weights.shape[0] != logits.shape[2]:
+        raise ValueError(
+            f"weights must be (M,) = ({logits.shape[2]},) to match logits {tuple(logits.shape)}, "
+            f"got shape {tuple(weights.shape)}"
+        )
+    if normalize and bool((weights <= 0).any()):
+        raise ValueError(f"normalize=True needs positive weights, got {weights.tolist()}")
+    used = decisions.to(logits.dtype) * weights.to(logits.dtype)
+    fused = torch.einsum("btm,btmc->bc", used, logits)
+    segments = torch.full_like(fused[:, :1], logits.shape[1])
+    if not normalize:
+        return fused / segments
+    total = used.sum(dim=(1, 2)).unsqueeze(1)
+    # A video with nothing selected has fused == 0; divide it by T rather than by 0.
+    return fused / torch.where(total > 0, total, segments)
+
+
+class MaskedLateFusion(nn.Module):
+    """Module form of :func:`masked_late_fusion`, holding one fusion weight per modality.
+
+    The weights start at 1 (a plain average of the modalities), as in the paper's "late fusion
+    with learnable weights" (AdaMML §4).
+
+    Args:
+        modalities: names of the modalities, in the order of the ``M`` axis (e.g.
+            ``policy.modalities``).
+        learnable: make the weights an ``nn.Parameter``; otherwise a fixed buffer.
+        normalize: divide by the used weight instead of by ``T`` (see :func:`masked_late_fusion`).
+
+    Shape:
+        - logits: ``(B, T, M, C)``
+        - decisions: ``(B, T, M)``, bool or floating point
+        - output: ``(B, C)``
+
+    Raises:
+        ValueError: if ``modalities`` is empty or has repeated names.
+
+    Example:
+        >>> fusion = MaskedLateFusion(["rgb", "audio"])
+        >>> fusion(torch.randn(2, 4, 2, 10), torch.ones(2, 4, 2)).shape
+        torch.Size([2, 10])
+    """
+
+    weights: Tensor
+
+    def __init__(
+        self, modalities: Sequence[str], learnable: bool = True, normalize: bool = False
+    ) -> None:
+        super().__init__()
+        names = tuple(modalities)
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"modalities must be non-empty and unique, got {list(names)}")
+        self.modalities = names
+        self.normalize = normalize
+        weights = torch.ones(len(names))
+        if learnable:
+            self.weights = nn.Parameter(weights)
+        else:
+            self.register_buffer("weights", weights)
+
+    def forward(self, logits: Tensor, decisions: Tensor) -> Tensor:
+        """Fuse ``logits: (B, T, M, C)`` under ``decisions: (B, T, M)`` into ``(B, C)``.
+
+        Args:
+            logits: ``(B, T, M, C)`` per-segment, per-modality class scores.
+            decisions: ``(B, T, M)`` selection, bool or floating point.
+
+        Returns:
+            ``(B, C)`` video logits.
+
+        Raises:
+            ValueError: on mismatched shapes, see :func:`masked_late_fusion`.
+        """
+        return masked_late_fusion(logits, decisions, self.weights, self.normalize)
+
+    def extra_repr(self) -> str:
+        return f"modalities={list(self.modalities)}, normalize={self.normalize}"

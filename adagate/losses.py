@@ -1,0 +1,256 @@
+"""Efficiency losses: AdaMML Eq. 4, and a compute budget held by an adaptive Lagrange multiplier."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+__all__ = ["BudgetLoss", "efficiency_loss"]
+
+
+def _check_decisions(decisions: Tensor) -> None:
+    if decisions.dim() != 3:
+        raise ValueError(f"decisions must be (B, T, M), got shape {tuple(decisions.shape)}")
+    if decisions.dtype != torch.bool and not decisions.is_floating_point():
+        raise ValueError(f"decisions must be bool or floating point, got dtype {decisions.dtype}")
+
+
+def _selected_fraction(decisions: Tensor) -> Tensor:
+    """``(B, T, M)`` decisions → ``(B, M)`` fraction of segments that use each modality."""
+    dtype = decisions.dtype if decisions.is_floating_point() else torch.get_default_dtype()
+    return decisions.to(dtype).mean(dim=1)
+
+
+def _per_modality(
+    name: str, values: Tensor | Sequence[float], num_modalities: int, like: Tensor
+) -> Tensor:
+    """Validate a non-negative ``(M,)`` vector and move it to ``like``'s device and dtype."""
+    vector = torch.as_tensor(values).detach()
+    if vector.dim() != 1 or vector.shape[0] != num_modalities:
+        raise ValueError(
+            f"{name} must be (M,) = ({num_modalities},), got shape {tuple(vector.shape)}"
+        )
+    if not bool(torch.isfinite(vector).all()) or bool((vector < 0).any()):
+        raise ValueError(f"{name} must be finite and non-negative, got {vector.tolist()}")
+    return vector.to(device=like.device, dtype=like.dtype)
+
+
+def efficiency_loss(
+    decisions: Tensor,
+    correct: Tensor,
+    lambdas: Tensor | Sequence[float],
+    gamma: float,
+) -> Tensor:
+    """The efficiency term of AdaMML Eq. 4, averaged over the batch.
+
+    For each video, ``Σ_k λ_k · C_k`` with::
+
+        C_k = (fraction of the T segments that use modality k)²   if the video is correct
+        C_k = γ                                                   otherwise
+
+    The squared fraction is differentiable through straight-through gates, so more selection of
+    an expensive modality costs more (``∂/∂d[b, t, k] = 2 λ_k · fraction[b, k] / (B · T)`` for a
+    correct video). A wrongly classified video contributes the constant ``γ · Σ_k λ_k`` and no
+    gradient: γ only shifts the loss value (it makes a wrong prediction look worse than any
+    selection on a right one), it is not a gradient signal of its own. The policy is thus only
+    asked to save compute on videos it already gets right.
+
+    Differs from the reference implementation, which adds ``γ`` once per wrong video instead of
+    ``λ_k · γ`` per modality; we follow the paper. Since that term carries no gradient, the two
+    train identically and only the reported loss value differs.
+
+    Args:
+        decisions: ``(B, T, M)`` selection, bool or floating point (straight-through gates).
+        correct: ``(B,)`` bool, whether each video was classified correctly; compute it from the
+            detached fused logits, e.g. ``fused.detach().argmax(-1) == labels``.
+        lambdas: ``(M,)`` non-negative cost weight ``λ_k`` of each modality (the paper uses
+            ``λ_rgb = 1``, ``λ_audio = 0.05``).
+        gamma: non-negative penalty ``γ`` for a wrong prediction (the paper uses 10).
+
+    Returns:
+        ``()`` scalar loss, in the floating dtype of ``decisions`` (default dtype for bool).
+
+    Raises:
+        ValueError: if ``decisions`` is not ``(B, T, M)`` bool/float, ``correct`` is not ``(B,)``
+            bool, ``lambdas`` is not ``(M,)`` or has a negative entry, or ``gamma`` is negative.
+
+    Example:
+        >>> decisions = torch.tensor([[[1.0, 1.0], [0.0, 1.0]]])
+        >>> efficiency_loss(decisions, torch.tensor([True]), [1.0, 0.05], gamma=10.0)
+        tensor(0.3000)
+    """
+    _check_decisions(decisions)
+    if correct.dtype != torch.bool or correct.shape != decisions.shape[:1]:
+        raise ValueError(
+            f"correct must be a bool tensor of shape (B,) = ({decisions.shape[0]},), "
+            f"got shape {tuple(correct.shape)} and dtype {correct.dtype}"
+        )
+    if not gamma >= 0:
+        raise ValueError(f"gamma must be non-negative, got {gamma}")
+    fraction = _selected_fraction(decisions)
+    weights = _per_modality("lambdas", lambdas, decisions.shape[2], fraction)
+    per_video = (weights * fraction.square()).sum(dim=1)
+    # AdaMML Eq. 4: C_k = γ for a wrong video; torch.where sends no gradient to its decisions.
+    wrong = (weights * gamma).sum()
+    return torch.where(correct.to(per_video.device), per_video, wrong).mean()
+
+
+class BudgetLoss(nn.Module):
+    """A compute-budget constraint with an adaptive Lagrange multiplier, instead of hand-set λ.
+
+    Eq. 4's ``λ_k`` and ``γ`` set the accuracy/compute trade-off only indirectly: one has to
+    retrain to find which values land on a given GFLOPs figure. ``BudgetLoss`` takes the figure
+    itself. With ``costs`` the per-segment cost ``c_m`` of each modality, the expected cost of a
+    batch, as a fraction of running every modality on every segment, is::
+
+        used = mean_b Σ_t Σ_m c_m · d[b, t, m]  /  (T · Σ_m c_m)       (in [0, 1])
+
+    and the penalty returned by :meth:`forward` is ``multiplier · (used − target_fraction)``,
+    whose gradient pushes each decision down by ``multiplier · c_m / (B · T · Σ c)``. Because
+    the constraint is a fraction of the all-modality cost, ``step_size`` does not depend on
+    the units or magnitude of ``costs`` or on ``T``.
+
+    The multiplier is updated by projected dual ascent,
+    ``multiplier ← max(0, multiplier + step_size · (used − target_fraction))``, once per call of
+    :meth:`forward` in training mode, *after* the penalty has been computed with the old value
+    (like BatchNorm's running statistics; in ``eval()`` it is frozen; with gradient accumulation
+    it steps once per micro-batch). Over budget it grows until
+    the penalty outweighs the task loss's wish for more compute; under budget it shrinks back to
+    zero, so a budget the task does not need costs nothing. It is the only entry of
+    ``state_dict`` (``costs`` and ``target`` are constructor arguments), so it resumes with a
+    checkpoint. Under ``torch.distributed`` the constraint is
+    averaged over ranks before the update, so every rank keeps the same multiplier (each rank
+    must then call :meth:`forward` equally often, as DDP already requires).
+
+    A larger ``step_size`` reacts faster but oscillates more around the target; the measured
+    cost settles when the multiplier has reached the price at which the task loss's pull and
+    the penalty balance. Fixed costs that no gate controls (e.g. the policy network) are not
+    part of ``costs``: subtract them from an absolute ``target`` first.
+
+    Args:
+        costs: ``(M,)`` non-negative cost of one segment of each modality, e.g. MACs or GFLOPs
+            from :func:`adagate.flops.count_macs`; at least one positive.
+        target: with ``relative=False``, the budget per video in the units of ``costs``
+            (e.g. GFLOPs per video, summed over its T segments); with ``relative=True``, a
+            fraction in ``(0, 1]`` of the all-modality cost ``T · Σ_m c_m``.
+        relative: how to read ``target``.
+        step_size: dual-ascent step on the normalised constraint; positive.
+        initial_multiplier: starting multiplier; non-negative.
+
+    Shape:
+        - decisions: ``(B, T, M)``, bool or floating point (straight-through gates)
+        - output: ``()``
+
+    Raises:
+        ValueError: if ``costs`` is not ``(M,)``, non-negative and not all zero, ``target`` is
+            not positive (or above 1 when ``relative``), ``step_size`` is not positive, or
+            ``initial_multiplier`` is negative.
+
+    Example:
+        >>> budget = BudgetLoss(torch.tensor([4.1, 0.3]), target=0.5, relative=True)
+        >>> decisions = torch.ones(8, 10, 2, requires_grad=True)
+        >>> penalty = budget(decisions)  # add to the task loss, then backward
+        >>> round(budget.used_fraction, 2), budget.multiplier > 0
+        (1.0, True)
+    """
+
+    costs: Tensor
+    lagrange_multiplier: Tensor
+    last_used: Tensor
+
+    def __init__(
+        self,
+        costs: Tensor | Sequence[float],
+        target: float,
+        *,
+        relative: bool = False,
+        step_size: float = 0.01,
+        initial_multiplier: float = 0.0,
+    ) -> None:
+        super().__init__()
+        costs_tensor = torch.as_tensor(costs).detach()
+        if not costs_tensor.is_floating_point():
+            costs_tensor = costs_tensor.to(torch.get_default_dtype())
+        if costs_tensor.dim() != 1:
+            raise ValueError(f"costs must be (M,), got shape {tuple(costs_tensor.shape)}")
+        costs_tensor = _per_modality("costs", costs_tensor, costs_tensor.shape[0], costs_tensor)
+        if not bool((costs_tensor > 0).any()):
+            raise ValueError(f"costs must have a positive entry, got {costs_tensor.tolist()}")
+        if not target > 0 or (relative and target > 1):
+            bound = "in (0, 1] when relative=True" if relative else "positive"
+            raise ValueError(f"target must be {bound}, got {target}")
+        if not step_size > 0:
+            raise ValueError(f"step_size must be positive, got {step_size}")
+        if not initial_multiplier >= 0:
+            raise ValueError(f"initial_multiplier must be non-negative, got {initial_multiplier}")
+        self.target = float(target)
+        self.relative = relative
+        self.step_size = float(step_size)
+        self.total_cost = float(costs_tensor.sum())
+        # Only the multiplier is training state; costs and the last measurement are not.
+        self.register_buffer("costs", costs_tensor, persistent=False)
+        self.register_buffer("lagrange_multiplier", torch.tensor(float(initial_multiplier)))
+        self.register_buffer("last_used", torch.tensor(float("nan")), persistent=False)
+
+    @property
+    def multiplier(self) -> float:
+        """Current Lagrange multiplier (≥ 0), for logging."""
+        return float(self.lagrange_multiplier)
+
+    @property
+    def used_fraction(self) -> float:
+        """Expected cost of the last batch, as a fraction of the all-modality cost (NaN before
+        the first call)."""
+        return float(self.last_used)
+
+    def target_fraction(self, num_segments: int) -> float:
+        """The target as a fraction of the all-modality cost of ``num_segments`` segments."""
+        if self.relative:
+            return self.target
+        return self.target / (num_segments * self.total_cost)
+
+    def measured_cost(self, num_segments: int) -> float:
+        """Expected cost per video of the last batch, in the units of ``costs``, for logging."""
+        return self.used_fraction * num_segments * self.total_cost
+
+    def forward(self, decisions: Tensor) -> Tensor:
+        """Penalty ``multiplier · (used − target_fraction)``; updates the multiplier in training.
+
+        Args:
+            decisions: ``(B, T, M)`` selection, bool or floating point.
+
+        Returns:
+            ``()`` penalty to add to the task loss; negative while under budget.
+
+        Raises:
+            ValueError: if ``decisions`` is not ``(B, T, M)`` with ``M = len(costs)``.
+        """
+        _check_decisions(decisions)
+        if decisions.shape[2] != self.costs.shape[0]:
+            raise ValueError(
+                f"decisions must be (B, T, M) with M = {self.costs.shape[0]} (len(costs)), "
+                f"got shape {tuple(decisions.shape)}"
+            )
+        fraction = _selected_fraction(decisions)
+        shares = (self.costs / self.total_cost).to(fraction)
+        used = (fraction * shares).sum(dim=1).mean()
+        violation = used - self.target_fraction(decisions.shape[1])
+        # A copy: the in-place update below must not touch the value autograd saved.
+        penalty = self.lagrange_multiplier.to(violation, copy=True) * violation
+        with torch.no_grad():
+            measured = used.detach().clone()
+            if dist.is_available() and dist.is_initialized():
+                dist.all_reduce(measured)
+                measured /= dist.get_world_size()
+            self.last_used.copy_(measured)
+            if self.training:
+                step = self.step_size * (measured - self.target_fraction(decisions.shape[1]))
+                self.lagrange_multiplier.add_(step).clamp_(min=0.0)
+        return penalty
+
+    def extra_repr(self) -> str:
+        kind = "fraction" if self.relative else "per video"
+        return f"target={self.target} ({kind}), step_size={self.step_size}"
