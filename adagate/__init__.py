@@ -8,6 +8,7 @@ from adagate.flops import count_macs
 from adagate.fusion import MaskedLateFusion, masked_late_fusion
 from adagate.gates import GumbelGate, gumbel_sigmoid, gumbel_softmax
 from adagate.losses import BudgetLoss, efficiency_loss
+from adagate.policy import MultiModalPolicy, PolicyOutput, PolicyState
 from adagate.schedules import (
     CosineDecay,
     ExponentialDecay,
@@ -21,6 +22,9 @@ __version__ = "0.0.1"
 __all__ = [
     "BudgetLoss",
     "MaskedLateFusion",
+    "MultiModalPolicy",
+    "PolicyOutput",
+    "PolicyState",
     "efficiency_loss",
     "masked_late_fusion",
     "CosineDecay",
