@@ -1,14 +1,25 @@
-"""Compute accounting: measured multiply-accumulates (MACs), reported as the paper's "GFLOPs"."""
+"""Compute accounting: measured multiply-accumulates (MACs), reported as the paper's "GFLOPs".
+
+AdaMML §4.1 reports the cost of a video as GFLOPs (1 GFLOP = 1e9 MACs here, as in most of the
+vision literature): the policy network runs on every segment, each recognition network only on
+the segments the policy selected for its modality. :class:`ModalityCosts` holds the per-segment
+costs, measured once from the real modules; :func:`expected_gflops` turns a batch of decisions
+into GFLOPs per video.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["count_macs"]
+__all__ = ["ModalityCosts", "count_macs", "expected_gflops"]
+
+_MACS_PER_GFLOP = 1e9
 
 
 def count_macs(module: nn.Module, *example_inputs: Any, **example_kwargs: Any) -> int:
@@ -19,6 +30,10 @@ def count_macs(module: nn.Module, *example_inputs: Any, **example_kwargs: Any) -
     vision literature) calls "GFLOPs" (1 GFLOP = 1e9 MACs). Element-wise ops (BatchNorm, ReLU,
     pooling) are not counted, as in the paper's figures.
 
+    The call runs in eval mode (the inference cost, and BatchNorm running statistics stay
+    untouched); every submodule's train/eval flag is restored afterwards. Rows that
+    :func:`adagate.routing.run_selected` skips are not computed and so not counted.
+
     Args:
         module: the network to measure; it is run once under ``torch.no_grad()``.
         *example_inputs: positional inputs of the forward call, e.g. ``x: (N, F, C, H, W)``.
@@ -27,13 +42,222 @@ def count_macs(module: nn.Module, *example_inputs: Any, **example_kwargs: Any) -
     Returns:
         MACs of that one call, as an ``int``.
 
+    Raises:
+        ValueError: if ``module`` is not an ``nn.Module``.
+
     Example:
         >>> count_macs(torch.nn.Linear(4, 3), torch.randn(2, 4))
         24
     """
     if not isinstance(module, nn.Module):
         raise ValueError(f"module must be an nn.Module, got {type(module).__name__}")
+    training = {m: m.training for m in module.modules()}
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        module(*example_inputs, **example_kwargs)
+    try:
+        module.eval()
+        with torch.no_grad(), counter:
+            module(*example_inputs, **example_kwargs)
+    finally:
+        for m, flag in training.items():
+            m.training = flag
     return int(counter.get_total_flops()) // 2
+
+
+@dataclass(frozen=True)
+class ModalityCosts:
+    """Per-segment costs of an adaptive multi-modal model, in MACs.
+
+    Args:
+        recognition: MACs of one segment through each modality's recognition network, keyed
+            by modality name (e.g. ``{"rgb": 4_110_000_000, "audio": 320_000_000}``). Paid only
+            for the segments where that modality is selected.
+        policy: MACs of the policy for one segment: its per-modality feature extractors plus
+            the policy network (MLP, LSTM, heads). Paid for every segment, whatever it decides.
+
+    Raises:
+        ValueError: if ``recognition`` is empty, or a name is not a string, or a cost is not a
+            non-negative ``int`` (costs are MACs: write ``int(14.52e9)``, not ``14.52``).
+
+    Use :meth:`measure` to get them from the real modules; :meth:`as_tensor` for the ``(M,)``
+    recognition costs in the policy's modality order (e.g. for a compute-budget loss).
+    """
+
+    recognition: Mapping[str, int]
+    policy: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.recognition, Mapping) or not self.recognition:
+            raise ValueError(
+                f"recognition must be a non-empty mapping of modality name to MACs, "
+                f"got {self.recognition!r}"
+            )
+        for name, macs in self.recognition.items():
+            if not isinstance(name, str):
+                raise ValueError(f"recognition keys must be modality names, got {name!r}")
+            _check_macs(macs, f"recognition[{name!r}]")
+        _check_macs(self.policy, "policy")
+        # A private copy: the costs of a frozen object must not change under the caller's hands.
+        object.__setattr__(self, "recognition", dict(self.recognition))
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """Modality names, in the order ``recognition`` was given."""
+        return tuple(self.recognition)
+
+    @classmethod
+    def measure(
+        cls,
+        recognition: Mapping[str, nn.Module],
+        inputs: Mapping[str, Any],
+        policy: Mapping[str, nn.Module] | None = None,
+        policy_inputs: Mapping[str, Any] | None = None,
+    ) -> ModalityCosts:
+        """Measure the costs with :func:`count_macs`, one segment per module.
+
+        Every example input is **one segment** (leading batch size 1): e.g.
+        ``inputs["rgb"]: (1, F, 3, H, W)`` for a TSN backbone, and for a ``MultiModalPolicy``
+        features of shape ``(1, 1, D)`` (one video, one segment). An input that is a tuple is
+        unpacked as positional arguments; anything else (a tensor, a dict of tensors) is the
+        one positional argument.
+
+        Args:
+            recognition: recognition network per modality.
+            inputs: one-segment example input per modality; same keys as ``recognition``.
+            policy: the modules paid for on every segment, under any labels, e.g.
+                ``{"rgb_features": mobilenet, "audio_features": audio_net, "policy": policy}``.
+            policy_inputs: one-segment example input per ``policy`` entry; same keys.
+
+        Returns:
+            The measured costs; ``policy`` is the sum over the policy modules (0 if none).
+
+        Raises:
+            ValueError: if the keys of a module mapping and its inputs differ.
+
+        Example:
+            >>> costs = ModalityCosts.measure(
+            ...     {"rgb": torch.nn.Linear(8, 2)}, {"rgb": torch.randn(1, 8)},
+            ...     policy={"policy": torch.nn.Linear(8, 1)},
+            ...     policy_inputs={"policy": torch.randn(1, 8)})
+            >>> costs.recognition, costs.policy
+            ({'rgb': 16}, 8)
+        """
+        policy = {} if policy is None else policy
+        policy_inputs = {} if policy_inputs is None else policy_inputs
+        _check_same_keys(recognition, inputs, "recognition", "inputs")
+        _check_same_keys(policy, policy_inputs, "policy", "policy_inputs")
+        return cls(
+            recognition={name: _measure_one(m, inputs[name]) for name, m in recognition.items()},
+            policy=sum(_measure_one(m, policy_inputs[name]) for name, m in policy.items()),
+        )
+
+    def as_tensor(
+        self,
+        modalities: Sequence[str] | None = None,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        """Recognition MACs per segment as a tensor, in a given modality order.
+
+        Args:
+            modalities: the order of the M axis, normally ``policy.modalities``; must name
+                exactly the modalities of ``recognition``. Default: their given order.
+            dtype: floating dtype of the result (default: torch's default dtype).
+            device: device of the result.
+
+        Returns:
+            ``costs: (M,)`` recognition MACs of one segment, per modality.
+
+        Raises:
+            ValueError: if ``modalities`` misses, repeats or adds a modality.
+        """
+        order = self._order(modalities)
+        return torch.tensor(
+            [float(self.recognition[name]) for name in order], dtype=dtype, device=device
+        )
+
+    def _order(self, modalities: Sequence[str] | None) -> tuple[str, ...]:
+        if modalities is None:
+            return self.modalities
+        order = tuple(modalities)
+        if len(set(order)) != len(order) or set(order) != set(self.recognition):
+            raise ValueError(
+                f"modalities must name each of {sorted(self.recognition)} exactly once, "
+                f"got {list(order)}"
+            )
+        return order
+
+
+def expected_gflops(
+    decisions: Tensor, costs: ModalityCosts, modalities: Sequence[str] | None = None
+) -> Tensor:
+    """GFLOPs per video for given per-segment decisions, as the AdaMML tables report them.
+
+    ``(Σ_t Σ_m decisions[b, t, m] · recognition[m] + T · policy) / 1e9``: the policy runs on
+    every segment; recognition network m runs on the segments where it is selected (AdaMML
+    §3.1, §4.1). With soft decisions (selection probabilities) it is the expected cost, and it
+    is differentiable in ``decisions``.
+
+    Args:
+        decisions: ``(B, T, M)`` in {0, 1} (bool, integer or floating) or in [0, 1]; the M axis
+            in ``modalities`` order. Values are not checked (that would need a device sync).
+        costs: per-segment MACs.
+        modalities: the order of the M axis, normally ``policy.modalities``; default: the
+            order of ``costs.recognition``.
+
+    Returns:
+        ``gflops: (B,)`` in ``decisions``' floating dtype (at least float32), on its device.
+
+    Raises:
+        ValueError: if ``decisions`` is not a 3-D tensor whose last size is the number of
+            modalities, ``costs`` is not a :class:`ModalityCosts`, or ``modalities`` does not
+            name each modality of ``costs`` exactly once.
+
+    Example:
+        >>> costs = ModalityCosts({"rgb": 4_000_000_000, "audio": 1_000_000_000}, policy=10**9)
+        >>> expected_gflops(torch.tensor([[[1, 0], [1, 1]]]), costs)
+        tensor([11.])
+    """
+    if not isinstance(costs, ModalityCosts):
+        raise ValueError(f"costs must be a ModalityCosts, got {type(costs).__name__}")
+    order = costs._order(modalities)
+    if not isinstance(decisions, Tensor) or decisions.ndim != 3 or decisions.shape[2] != len(order):
+        shape = tuple(decisions.shape) if isinstance(decisions, Tensor) else type(decisions)
+        raise ValueError(
+            f"decisions must be a (B, T, M={len(order)}) tensor for modalities {list(order)}, "
+            f"got {shape}"
+        )
+    dtype = torch.float32
+    if decisions.is_floating_point():
+        dtype = torch.promote_types(decisions.dtype, torch.float32)
+    # Scale to GFLOPs in float64 first: per-segment MACs (~1e10) are not exact in float32.
+    recognition = (costs.as_tensor(order, dtype=torch.float64) / _MACS_PER_GFLOP).to(
+        dtype=dtype, device=decisions.device
+    )
+    segments = decisions.shape[1]
+    # Element-wise multiply and sum rather than a matmul, so autocast cannot lower it to fp16.
+    selected = (decisions.to(dtype) * recognition).sum(dim=(1, 2))
+    return selected + segments * costs.policy / _MACS_PER_GFLOP
+
+
+def _check_macs(macs: object, name: str) -> None:
+    if isinstance(macs, bool) or not isinstance(macs, int) or macs < 0:
+        hint = (
+            " (costs are MACs as int: int(14.52e9), not 14.52)" if isinstance(macs, float) else ""
+        )
+        raise ValueError(f"{name} must be a non-negative int of MACs, got {macs!r}{hint}")
+
+
+def _check_same_keys(
+    modules: Mapping[str, Any], inputs: Mapping[str, Any], what: str, inputs_name: str
+) -> None:
+    if set(modules) != set(inputs):
+        raise ValueError(
+            f"{inputs_name} must have one entry per {what} module: missing "
+            f"{sorted(set(modules) - set(inputs))}, extra {sorted(set(inputs) - set(modules))}"
+        )
+
+
+def _measure_one(module: nn.Module, example: Any) -> int:
+    arguments = example if isinstance(example, tuple) else (example,)
+    return count_macs(module, *arguments)

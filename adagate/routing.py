@@ -1,0 +1,236 @@
+"""Routing: run a module on the rows a gate selected, and only on those.
+
+The AdaMML reference code computes every modality for every segment and multiplies the skipped
+ones by zero, so its GFLOPs savings exist only on paper. :func:`run_selected` gathers the
+selected rows, runs the module on them alone, and scatters the result back, so the saving is
+real wall-clock time (and BatchNorm statistics see only the rows that were actually computed).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.func import functional_call
+from torch.utils._python_dispatch import _disable_current_modes
+
+__all__ = ["run_selected"]
+
+
+def run_selected(module: nn.Module, inputs: Any, mask: Tensor, fill: float = 0.0) -> Any:
+    """Call ``module`` on the rows of ``inputs`` where ``mask`` is True; ``fill`` elsewhere.
+
+    Gather → run → scatter: ``module`` sees only the selected rows (so skipped rows cost no
+    compute and, in train mode, do not enter BatchNorm statistics), and its output rows are
+    written back into an ``(N, ...)`` tensor whose other rows hold ``fill``. Gradients reach the
+    selected input rows and the module's parameters; skipped input rows get zero gradient.
+
+    ``inputs`` is passed to ``module`` as its one positional argument; it is a tensor or a
+    tuple / list / dict of tensors that all have N rows. For a module with several arguments,
+    wrap it in a small ``nn.Module`` that unpacks a tuple. The module's output may likewise be a
+    tensor or a (nested) tuple / list / dict of tensors; each leaf must have one row per input
+    row, and the same structure comes back with N rows.
+
+    Special cases:
+
+    - **All rows selected**: ``module(inputs)`` is returned as is, with no gather or scatter.
+    - **No row selected**: the module is *not* called (an empty batch breaks BatchNorm and
+      costs a launch for nothing). The output's shape and dtype are inferred by running the
+      module on fake tensors (``torch._subclasses.FakeTensorMode``): no compute, no device
+      sync, no change to parameters or buffers, and autocast is respected. The result is
+      cached per module and call signature (input structure, trailing shapes, dtypes and
+      devices; parameter and buffer shapes, dtypes and devices; train/eval flags; autocast
+      state), so later no-row calls cost microseconds. A module that needs real values
+      (``.item()``, data-dependent shapes) cannot be inferred and raises; forward hooks do
+      run on the fake tensors. The ``fill`` output has no autograd history, so the module's
+      parameters get no gradient in that step (with DDP, use ``find_unused_parameters=True``).
+
+    Device sync: finding the selected rows (``mask.nonzero()``) needs one host sync when
+    ``mask`` lives on an accelerator; that is the only one. Everything else is shape metadata.
+
+    AdaMML use (AdaMML §3.1): per-modality logits where recognition backbone ``m`` runs only
+    on the segments the policy selected::
+
+        x = inputs[name]                                        # (B, T, ...)
+        chosen = decisions[..., m].detach().flatten().bool()    # (B*T,)
+        logits_m = run_selected(backbone, x.flatten(0, 1), chosen).unflatten(0, (B, T))
+
+    The policy is not trained through ``run_selected`` (a bool mask has no gradient): its
+    gradient flows through the fusion, which multiplies each segment's logits by the
+    straight-through decision (AdaMML §3.2, Eq. 3). For a skipped segment that gradient is
+    ``weight * logits``, which is zero here because the logits were never computed: routing
+    during policy learning leaves the policy no accuracy signal to switch a modality *on*.
+    While the policy learns, compute densely (as the reference code does, multiplying by the
+    decisions); route at evaluation and while fine-tuning the recognition networks under a
+    fixed policy (the last training stage, AdaMML §4.1).
+
+    Args:
+        module: the network to run; it must map rows to rows (output leading size = input
+            leading size), e.g. a backbone over segments ``x: (N, F, C, H, W) -> (N, C)``.
+        inputs: ``(N, ...)`` tensor, or a tuple / list / dict of such tensors.
+        mask: ``(N,)`` bool, True where the row is to be computed; on any device.
+        fill: value of the output rows that were not computed.
+
+    Returns:
+        The module's output structure with every leaf ``(N, ...)``: computed rows where
+        ``mask`` is True, ``fill`` elsewhere.
+
+    Raises:
+        ValueError: if ``module`` is not an ``nn.Module``, ``inputs`` holds something other
+            than tensors of ≥ 1 dims with one shared N, ``mask`` is not a 1-D bool tensor of
+            length N, or the module's output is not tensors with one row per input row.
+        RuntimeError: if no row is selected and the output cannot be inferred on fake tensors.
+
+    Example:
+        >>> net = torch.nn.Linear(4, 2)
+        >>> x, mask = torch.randn(5, 4), torch.tensor([True, False, True, False, False])
+        >>> run_selected(net, x, mask).shape
+        torch.Size([5, 2])
+    """
+    if not isinstance(module, nn.Module):
+        raise ValueError(f"module must be an nn.Module, got {type(module).__name__}")
+    rows = _rows(inputs)
+    if not isinstance(mask, Tensor):
+        raise ValueError(
+            f"mask must be a bool tensor of shape ({rows},), got {type(mask).__name__}"
+        )
+    if mask.dtype != torch.bool or mask.shape != (rows,):
+        raise ValueError(
+            f"mask must be a bool tensor of shape ({rows},) matching inputs' N={rows}, "
+            f"got dtype {mask.dtype} and shape {tuple(mask.shape)}"
+        )
+    index = mask.nonzero().squeeze(1)
+    selected = index.numel()
+    if selected == rows and rows > 0:
+        return module(inputs)
+    if selected == 0:
+        return _fill_like_output(module, inputs, rows, fill)
+    gathered = _map(lambda x: x.index_select(0, index.to(x.device)), inputs, "inputs")
+    outputs = module(gathered)
+
+    def scatter(y: Tensor) -> Tensor:
+        if y.ndim == 0 or y.shape[0] != selected:
+            raise ValueError(
+                f"module must return one row per input row: given {selected} rows, it "
+                f"returned a tensor of shape {tuple(y.shape)}"
+            )
+        out = y.new_full((rows, *y.shape[1:]), fill)
+        # In place on a fresh tensor: one allocation; autograd routes the gradient to y.
+        return out.index_copy_(0, index.to(y.device), y)
+
+    return _map(scatter, outputs, "module output")
+
+
+def _rows(inputs: Any) -> int:
+    """The shared leading size N of every tensor in ``inputs``."""
+    sizes: list[tuple[int, ...]] = []
+
+    def record(x: Tensor) -> Tensor:
+        sizes.append(tuple(x.shape))
+        return x
+
+    _map(record, inputs, "inputs")
+    if not sizes or any(len(s) == 0 for s in sizes) or len({s[0] for s in sizes}) != 1:
+        raise ValueError(
+            "inputs must be a tensor, or a tuple / list / dict of tensors, all with the same "
+            f"leading size N; got shapes {sizes}"
+        )
+    return sizes[0][0]
+
+
+# Output of the no-row path per module and call signature, as zero-row tensors (no data):
+# inferring it on fake tensors costs tens of milliseconds for a ResNet-50, more than computing
+# a few segments on a GPU, so it is done once per signature.
+_EMPTY_OUTPUTS: weakref.WeakKeyDictionary[nn.Module, dict[Hashable, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _fill_like_output(module: nn.Module, inputs: Any, rows: int, fill: float) -> Any:
+    """``fill`` tensors shaped like ``module(inputs)``, found without computing it."""
+    known = _EMPTY_OUTPUTS.setdefault(module, {})
+    key = _signature(module, inputs)
+    if key not in known:
+        known[key] = _map(
+            lambda y: torch.empty((0, *y.shape[1:]), dtype=y.dtype, device=y.device),
+            _fake_output(module, inputs, rows),
+            "module output",
+        )
+    return _map(
+        lambda empty: empty.new_full((rows, *empty.shape[1:]), fill), known[key], "module output"
+    )
+
+
+def _fake_output(module: nn.Module, inputs: Any, rows: int) -> Any:
+    """``module(inputs)`` run on fake tensors: shapes, dtypes and devices, no data."""
+    try:
+        # Outer dispatch modes (e.g. the flop counter of count_macs) must not see this run:
+        # nothing is computed, so nothing should be counted or logged.
+        with _disable_current_modes(), torch.no_grad(), FakeTensorMode() as fake:
+            # Parameters and buffers are swapped for fakes so that train-mode BatchNorm updates
+            # (running stats, num_batches_tracked) land on the fakes, not on the module.
+            state: dict[str, Tensor] = {
+                name: fake.from_tensor(t)
+                for name, t in [*module.named_parameters(), *module.named_buffers()]
+            }
+            outputs = functional_call(module, state, (_map(fake.from_tensor, inputs, "inputs"),))
+    except Exception as error:
+        raise RuntimeError(
+            f"run_selected: no row is selected, and the output shape of "
+            f"{type(module).__name__} could not be inferred on fake tensors (it needs real "
+            f"values?): {error}"
+        ) from error
+
+    def check(y: Tensor) -> Tensor:
+        if y.ndim == 0 or y.shape[0] != rows:
+            raise ValueError(
+                f"module must return one row per input row: given {rows} rows, it returned a "
+                f"tensor of shape {tuple(y.shape)}"
+            )
+        return y
+
+    return _map(check, outputs, "module output")
+
+
+def _signature(module: nn.Module, inputs: Any) -> Hashable:
+    """What the output's trailing shapes and dtypes can depend on, for the no-row cache."""
+    tensors = [*module.parameters(), *module.buffers()]
+    devices: set[str] = set()
+
+    def describe(tree: Any) -> Hashable:
+        if isinstance(tree, Tensor):
+            devices.add(tree.device.type)
+            return (tuple(tree.shape[1:]), tree.dtype, tree.device)
+        if isinstance(tree, dict):
+            return (dict, tuple((k, describe(v)) for k, v in tree.items()))
+        return (type(tree), tuple(describe(x) for x in tree))
+
+    structure = describe(inputs)
+    devices.update(t.device.type for t in tensors)
+    autocast = tuple(
+        (d, torch.is_autocast_enabled(d), torch.get_autocast_dtype(d))
+        for d in sorted(devices)
+        if torch.amp.is_autocast_available(d)
+    )
+    state = tuple((t.shape, t.dtype, t.device) for t in tensors)
+    modes = tuple(m.training for m in module.modules())
+    return (structure, state, modes, autocast)
+
+
+def _map(fn: Callable[[Tensor], Tensor], tree: Any, what: str) -> Any:
+    """Apply ``fn`` to every tensor of a nested tuple / list / dict, keeping the structure."""
+    if isinstance(tree, Tensor):
+        return fn(tree)
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
+        return type(tree)(*(_map(fn, x, what) for x in tree))
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_map(fn, x, what) for x in tree)
+    if isinstance(tree, dict):
+        return {k: _map(fn, v, what) for k, v in tree.items()}
+    raise ValueError(
+        f"{what} must be tensors, or tuples / lists / dicts of tensors; found {type(tree).__name__}"
+    )

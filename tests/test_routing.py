@@ -1,0 +1,273 @@
+from __future__ import annotations
+
+import copy
+from collections import namedtuple
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import Tensor, nn
+from torch._subclasses.fake_tensor import FakeTensor
+
+from adagate.flops import count_macs
+from adagate.routing import run_selected
+
+masks = st.integers(0, 9).flatmap(lambda n: st.lists(st.booleans(), min_size=n, max_size=n))
+fills = st.sampled_from([0.0, -1.5, float("inf")])
+
+
+def _linear(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+
+
+def _dense_reference(net: nn.Module, x: Tensor, mask: Tensor, fill: float) -> Tensor:
+    return torch.where(mask[:, None], net(x), torch.full((), fill, dtype=x.dtype))
+
+
+class Recorder(nn.Module):
+    """Linear layer that remembers what it was called with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 3)
+        self.seen: list[Tensor] = []
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.seen.append(x)
+        return self.linear(x)
+
+
+@given(mask_list=masks, fill=fills)
+def test_equals_dense_call_times_mask(mask_list: list[bool], fill: float) -> None:
+    net = _linear()
+    mask = torch.tensor(mask_list, dtype=torch.bool)
+    x = torch.randn(len(mask_list), 4, dtype=torch.float64)
+    out = run_selected(net, x, mask, fill=fill)
+    assert out.shape == (len(mask_list), 3)
+    assert out.dtype == x.dtype
+    torch.testing.assert_close(out, _dense_reference(net, x, mask, fill))
+
+
+@given(mask_list=masks)
+def test_gradients_match_dense_on_selected_rows_and_are_zero_elsewhere(
+    mask_list: list[bool],
+) -> None:
+    mask = torch.tensor(mask_list, dtype=torch.bool)
+    x = torch.randn(len(mask_list), 4, dtype=torch.float64)
+    weight = torch.randn(len(mask_list), 3, dtype=torch.float64)
+    routed_net, dense_net = _linear(), _linear()
+    x_routed, x_dense = x.clone().requires_grad_(), x.clone().requires_grad_()
+
+    routed = run_selected(routed_net, x_routed, mask)
+    dense = dense_net(x_dense) * mask[:, None]
+    loss_routed, loss_dense = (routed * weight).sum(), (dense * weight).sum()
+    if routed.requires_grad:
+        loss_routed.backward()
+    loss_dense.backward()
+
+    dense_x_grad = x_dense.grad if x_dense.grad is not None else torch.zeros_like(x)
+    routed_x_grad = x_routed.grad if x_routed.grad is not None else torch.zeros_like(x)
+    torch.testing.assert_close(routed_x_grad, dense_x_grad)
+    assert torch.all(routed_x_grad[~mask] == 0)
+    for p_routed, p_dense in zip(routed_net.parameters(), dense_net.parameters(), strict=True):
+        assert p_dense.grad is not None
+        grad = p_routed.grad if p_routed.grad is not None else torch.zeros_like(p_routed)
+        torch.testing.assert_close(grad, p_dense.grad)
+
+
+def test_no_row_selected_never_calls_module_on_real_data() -> None:
+    net = Recorder()
+    x = torch.randn(5, 4, requires_grad=True)
+    out = run_selected(net, x, torch.zeros(5, dtype=torch.bool), fill=2.0)
+    assert torch.equal(out, torch.full((5, 3), 2.0))
+    assert not out.requires_grad
+    assert all(isinstance(seen, FakeTensor) for seen in net.seen)
+
+
+def test_empty_batch_gives_empty_output() -> None:
+    out = run_selected(nn.Linear(4, 3), torch.randn(0, 4), torch.zeros(0, dtype=torch.bool))
+    assert out.shape == (0, 3)
+
+
+def test_no_row_selected_leaves_batchnorm_untouched() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).train()
+    before = copy.deepcopy(net.state_dict())
+    out = run_selected(net, torch.randn(3, 3, 8, 8), torch.zeros(3, dtype=torch.bool))
+    assert out.shape == (3, 4, 6, 6)
+    for name, tensor in net.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
+
+
+def test_all_rows_selected_calls_module_on_the_inputs_themselves() -> None:
+    net = Recorder()
+    x = torch.randn(4, 4)
+    out = run_selected(net, x, torch.ones(4, dtype=torch.bool))
+    assert len(net.seen) == 1 and net.seen[0] is x
+    assert torch.equal(out, net.linear(x))
+
+
+def test_selected_rows_are_the_only_rows_the_module_sees() -> None:
+    net = Recorder()
+    x = torch.randn(6, 4)
+    mask = torch.tensor([False, True, True, False, False, True])
+    run_selected(net, x, mask)
+    assert len(net.seen) == 1
+    assert torch.equal(net.seen[0], x[mask])
+
+
+@given(mask_list=st.lists(st.booleans(), min_size=3, max_size=10))
+def test_batchnorm_train_statistics_come_from_selected_rows_only(mask_list: list[bool]) -> None:
+    mask = torch.tensor(mask_list, dtype=torch.bool)
+    torch.manual_seed(0)
+    routed = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).double().train()
+    reference = copy.deepcopy(routed)
+    x = torch.randn(len(mask_list), 3, 6, 6, dtype=torch.float64)
+
+    out = run_selected(routed, x, mask)
+    if mask.any():
+        torch.testing.assert_close(out[mask], reference(x[mask]))
+    torch.testing.assert_close(routed.state_dict(), reference.state_dict())
+
+
+Pair = namedtuple("Pair", ["left", "right"])
+
+
+class Nested(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 3)
+
+    def forward(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        a, (b,) = inputs["a"], inputs["rest"]
+        y = self.linear(a) + b.sum(1, keepdim=True)
+        return {"logits": y, "pair": Pair(y.sum(1), [a * 2, b.int()])}
+
+
+@given(mask_list=masks)
+def test_nested_inputs_and_outputs_keep_their_structure(mask_list: list[bool]) -> None:
+    net = Nested()
+    n = len(mask_list)
+    mask = torch.tensor(mask_list, dtype=torch.bool)
+    inputs = {"a": torch.randn(n, 4), "rest": (torch.randn(n, 2),)}
+    out = run_selected(net, inputs, mask, fill=-1.0)
+    dense = net(inputs)
+
+    assert set(out) == {"logits", "pair"}
+    assert isinstance(out["pair"], Pair) and isinstance(out["pair"].right, list)
+    pairs = [
+        (out["logits"], dense["logits"]),
+        (out["pair"].left, dense["pair"].left),
+        (out["pair"].right[0], dense["pair"].right[0]),
+        (out["pair"].right[1], dense["pair"].right[1]),
+    ]
+    for routed, reference in pairs:
+        assert routed.shape == reference.shape and routed.dtype == reference.dtype
+        fill = torch.full_like(reference, -1)
+        selected = mask.reshape(-1, *([1] * (reference.ndim - 1)))
+        torch.testing.assert_close(routed, torch.where(selected, reference, fill))
+
+
+@pytest.mark.parametrize("mask_list", [[True, False, True], [False, False, False], [True] * 3])
+def test_autocast_output_dtype(mask_list: list[bool]) -> None:
+    net = nn.Linear(4, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = run_selected(net, torch.randn(3, 4), torch.tensor(mask_list))
+        reference = net(torch.randn(3, 4))
+    assert out.dtype == reference.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("mask_list", [[True, False, True, False], [False] * 4, [True] * 4])
+def test_count_macs_counts_only_selected_rows(mask_list: list[bool]) -> None:
+    class Routed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(5, 7)
+
+        def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+            return run_selected(self.linear, x, mask)
+
+    mask = torch.tensor(mask_list)
+    assert count_macs(Routed(), torch.randn(4, 5), mask) == int(mask.sum()) * 5 * 7
+
+
+@pytest.mark.parametrize(
+    ("mask", "message"),
+    [
+        (torch.ones(3, dtype=torch.bool), r"shape \(4,\).*shape \(3,\)"),
+        (torch.ones(4), r"torch.float32"),
+        (torch.ones(4, dtype=torch.long), r"torch.int64"),
+        (torch.ones(4, 1, dtype=torch.bool), r"shape \(4, 1\)"),
+        ([True] * 4, r"list"),
+    ],
+)
+def test_bad_mask_raises(mask: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=r"mask.*" + message):
+        run_selected(nn.Linear(2, 2), torch.randn(4, 2), mask)
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        (torch.randn(4, 2), torch.randn(3, 2)),
+        {"a": torch.randn(4, 2), "b": "text"},
+        torch.tensor(1.0),
+        (),
+    ],
+)
+def test_bad_inputs_raise(inputs: Any) -> None:
+    with pytest.raises(ValueError, match="inputs"):
+        run_selected(nn.Identity(), inputs, torch.ones(4, dtype=torch.bool))
+
+
+def test_module_must_be_a_module() -> None:
+    with pytest.raises(ValueError, match=r"module must be an nn\.Module, got function"):
+        run_selected(lambda x: x, torch.randn(2, 2), torch.ones(2, dtype=torch.bool))
+
+
+class Pooled(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.sum(0, keepdim=True)
+
+
+@pytest.mark.parametrize("mask_list", [[True, False, True], [False] * 3])
+def test_module_that_mixes_rows_raises(mask_list: list[bool]) -> None:
+    with pytest.raises(ValueError, match=r"one row per input row.*shape \(1, 2\)"):
+        run_selected(Pooled(), torch.randn(3, 2), torch.tensor(mask_list))
+
+
+def test_non_tensor_output_raises() -> None:
+    class Text(nn.Module):
+        def forward(self, x: Tensor) -> Any:
+            return [x, "label"]
+
+    with pytest.raises(ValueError, match=r"module output.*str"):
+        run_selected(Text(), torch.randn(3, 2), torch.tensor([True, False, True]))
+
+
+def test_data_dependent_module_with_no_row_selected_raises_clearly() -> None:
+    class ItemScaled(nn.Module):
+        def forward(self, x: Tensor) -> Tensor:
+            return x * x.abs().max().item()
+
+    with pytest.raises(RuntimeError, match="ItemScaled could not be inferred on fake tensors"):
+        run_selected(ItemScaled(), torch.randn(3, 2), torch.zeros(3, dtype=torch.bool))
+
+
+def test_no_row_output_is_inferred_once_per_signature() -> None:
+    net = Recorder()
+    none = torch.zeros(2, dtype=torch.bool)
+    for _ in range(3):
+        assert run_selected(net, torch.randn(2, 4), none).shape == (2, 3)
+    assert len(net.seen) == 1
+    assert run_selected(net, torch.randn(2, 5, 4), none).shape == (2, 5, 3)
+    assert len(net.seen) == 2
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert run_selected(net, torch.randn(2, 4), none).dtype == torch.bfloat16
+    assert run_selected(net.double(), torch.randn(2, 4).double(), none).dtype == torch.float64
+    net.linear = nn.Linear(4, 7).double()
+    assert run_selected(net, torch.randn(2, 4).double(), none).shape == (2, 7)
+    assert len(net.seen) == 5
+    assert all(isinstance(seen, FakeTensor) for seen in net.seen)
