@@ -33,7 +33,8 @@ def masked_late_fusion(
 
     Args:
         logits: ``(B, T, M, C)`` per-segment, per-modality class scores; values at skipped
-            positions are ignored (multiplied by zero), so a router may leave them at zero.
+            positions are multiplied by zero, so they must be finite (NaN or inf would still
+            propagate); a router fills them with zeros.
         decisions: ``(B, T, M)`` selection, ``bool`` or floating point (e.g. the straight-through
             output of :func:`adagate.gates.gumbel_sigmoid`); 1 keeps, 0 skips.
         weights: ``(M,)`` per-modality fusion weights.

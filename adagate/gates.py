@@ -170,7 +170,9 @@ class GumbelGate(nn.Module):
       argmax (categorical). Unlike the AdaMML reference code, test-time decisions are not
       sampled.
     - ``"sample"``: keep sampling, as in training.
-    - ``"soft"``: the noiseless relaxation ``sigmoid(logits / tau)`` / ``softmax(logits / tau)``.
+    - ``"soft"``: the probability of "on" (``sigmoid(logits)``) or of each category
+      (``softmax(logits)``), i.e. the expected value of the hard sample, whatever ``tau``; feed
+      it to `adagate.expected_gflops` to get an expected cost.
 
     ``tau`` is a plain float (reading it never syncs a device) saved in ``state_dict`` through
     the module's extra state; set it every epoch from a schedule (``adagate.schedules``).
@@ -227,8 +229,8 @@ class GumbelGate(nn.Module):
         _check_logits(logits)
         if self.eval_mode == "soft":
             if self.dim is None:
-                return torch.sigmoid(logits / self.tau)
-            return torch.softmax(logits / self.tau, self.dim)
+                return torch.sigmoid(logits)
+            return torch.softmax(logits, self.dim)
         if self.dim is None:
             return torch.where(logits.isnan(), logits, (logits > 0).to(logits.dtype))
         index = logits.argmax(self.dim, keepdim=True)

@@ -49,6 +49,11 @@ def run_selected(module: nn.Module, inputs: Any, mask: Tensor, fill: float = 0.0
       run on the fake tensors. The ``fill`` output has no autograd history, so the module's
       parameters get no gradient in that step (with DDP, use ``find_unused_parameters=True``).
 
+    - **One row selected**: the module sees a batch of one; a train-mode BatchNorm cannot
+      compute batch statistics from one value per channel and raises, as it would for any
+      batch of one. Fine-tune with batches large enough that each modality keeps two rows,
+      or keep BatchNorm in eval mode (frozen statistics) while routing.
+
     Device sync: finding the selected rows (``mask.nonzero()``) needs one host sync when
     ``mask`` lives on an accelerator; that is the only one. Everything else is shape metadata.
 

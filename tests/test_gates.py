@@ -176,10 +176,13 @@ def test_gate_training_samples_and_eval_is_deterministic() -> None:
 
 def test_gate_eval_modes() -> None:
     logits = torch.randn(1000, 3)
+    # "soft" is the expected value of the hard sample, P(on), whatever the temperature.
     soft = GumbelGate(tau=2.0, eval_mode="soft").eval()
-    torch.testing.assert_close(soft(logits), torch.sigmoid(logits / 2))
+    torch.testing.assert_close(soft(logits), torch.sigmoid(logits))
+    sampled = gumbel_sigmoid(logits.expand(4000, -1, -1), tau=2.0, generator=seeded(5)).mean(0)
+    torch.testing.assert_close(sampled, soft(logits), rtol=0, atol=0.05)
     soft_categorical = GumbelGate(tau=2.0, eval_mode="soft", dim=1).eval()
-    torch.testing.assert_close(soft_categorical(logits), torch.softmax(logits / 2, 1))
+    torch.testing.assert_close(soft_categorical(logits), torch.softmax(logits, 1))
     sample = GumbelGate(eval_mode="sample").eval()
     first = sample(logits, generator=seeded(0))
     assert torch.equal(first, gumbel_sigmoid(logits, generator=seeded(0)))
