@@ -1,0 +1,151 @@
+"""Backbone cost: TSN temporal pooling's saving in wall time next to its saving in MACs.
+
+Default: time the TSN ResNet-50 on one segment of 8 frames against the plain 2D ResNet-50 on the
+same 8 frames (warm-up, then best of ``--repeats``), stage by stage and whole, and print the time
+ratios next to the MAC ratios, with each stage's share of the 2D network's MACs and time.
+``--macs``: print the per-segment MACs of every AdaMML network next to the paper's figures.
+
+    python benchmarks/bench_backbones.py --threads 1   # time ratios vs MAC ratios
+    python benchmarks/bench_backbones.py --macs        # the compute table of docs/backbones.md
+
+MACs are reported as "GFLOPs" the way the AdaMML paper does (1 GFLOP = 1e9 MACs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch import nn
+
+from adagate.backbones import mobilenet_v2, tsn_resnet18, tsn_resnet50
+from adagate.flops import count_macs
+from adagate.policy import MultiModalPolicy
+
+
+def gmacs(module: nn.Module, *inputs: object) -> float:
+    return count_macs(module.eval(), *inputs) / 1e9
+
+
+def macs_table() -> str:
+    rgb = gmacs(tsn_resnet50(3, num_classes=31), torch.zeros(1, 8, 3, 224, 224))
+    flow = gmacs(tsn_resnet50(10, num_classes=31), torch.zeros(1, 8, 10, 224, 224))
+    rgb18 = gmacs(tsn_resnet18(3, num_classes=31), torch.zeros(1, 8, 3, 224, 224))
+    audio = gmacs(mobilenet_v2(1, num_classes=31), torch.zeros(1, 1, 256, 256))
+    policy_rgb = gmacs(mobilenet_v2(3, num_classes=None), torch.zeros(1, 4, 3, 160, 160))
+    policy_audio = gmacs(mobilenet_v2(1, num_classes=None), torch.zeros(1, 1, 256, 256))
+    policy = MultiModalPolicy({"rgb": 1280, "audio": 1280})
+    joint = gmacs(policy, {"rgb": torch.zeros(1, 1, 1280), "audio": torch.zeros(1, 1, 1280)})
+    # Paper figures per segment: Table 1/2 over 10 test segments, §4 for the policy and the
+    # RGB + audio recognition total.
+    rows = [
+        ("TSN ResNet-50, RGB", "8 × 3 × 224²", rgb, 14.136),
+        ("TSN ResNet-50, flow", "8 × 10 × 224²", flow, 16.339),
+        ("TSN ResNet-18, RGB", "8 × 3 × 224²", rgb18, None),
+        ("MobileNetV2, audio", "1 × 1 × 256²", audio, 0.382),
+        ("recognition, RGB + audio", "—", rgb + audio, 14.52),
+        ("policy, RGB MobileNetV2", "4 × 3 × 160²", policy_rgb, 0.375),
+        ("policy, audio MobileNetV2", "1 × 1 × 256²", policy_audio, None),
+        ("policy, MLP + LSTM + heads", "2 × 1280 features", joint, None),
+        ("policy total, RGB + audio", "—", policy_rgb + policy_audio + joint, 0.76),
+    ]
+    lines = [
+        "| network | input per segment | ours (GFLOPs) | paper (GFLOPs) | difference |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for name, shape, ours, paper in rows:
+        diff = "—" if paper is None else f"{100 * (ours / paper - 1):+.2f}%"
+        paper_text = "—" if paper is None else f"{paper:.3f}"
+        lines.append(f"| {name} | {shape} | {ours:.4f} | {paper_text} | {diff} |")
+    return "\n".join(lines)
+
+
+def best_seconds(
+    first: nn.Module, first_x: torch.Tensor, second: nn.Module, second_x: torch.Tensor, repeats: int
+) -> tuple[float, float]:
+    """Best-of-``repeats`` times of two calls, interleaved so drifting load hits both alike."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for module, x, record in ((first, first_x, times[0]), (second, second_x, times[1])):
+            start = time.perf_counter()
+            module(x)
+            record.append(time.perf_counter() - start)
+    return min(times[0]), min(times[1])
+
+
+def time_table(repeats: int, channels_last: bool) -> str:
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    net = tsn_resnet50(num_classes=None).eval().to(memory_format=memory_format)
+    plain = tsn_resnet50(num_classes=None, temporal_pool=False).eval()
+    plain.load_state_dict(net.state_dict())
+    plain = plain.to(memory_format=memory_format)
+    frames = torch.randn(8, 3, 224, 224).contiguous(memory_format=memory_format)
+    stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1)
+    # (part, module, frames it sees in the TSN network); the 2D network runs every part on 8.
+    parts = [
+        ("stem + stage 1", stem, 8),
+        ("stage 2", net.layer2, 4),
+        ("stage 3", net.layer3, 2),
+        ("stage 4", net.layer4, 1),
+    ]
+    rows = []
+    x = frames
+    with torch.inference_mode():
+        for name, module, tsn_frames in parts:
+            module(x)  # warm-up
+            rows.append(
+                (
+                    name,
+                    f"{tsn_frames} / 8",
+                    count_macs(module, x[:tsn_frames]),
+                    count_macs(module, x),
+                    *best_seconds(module, x[:tsn_frames], module, x, repeats),
+                )
+            )
+            x = module(x)
+        segment = frames.unsqueeze(0)
+        net(segment)  # warm-up
+        plain(frames)
+        rows.append(
+            (
+                "**whole network**",
+                "8→1 / 8",
+                count_macs(net, segment),
+                count_macs(plain, frames),
+                *best_seconds(net, segment, plain, frames, repeats),
+            )
+        )
+    plain_macs, plain_seconds = rows[-1][3], rows[-1][5]
+    lines = [
+        f"TSN ResNet-50 on one segment of 8 frames vs the 2D ResNet-50 on the same 8 frames, "
+        f"224², threads: {torch.get_num_threads()}, channels_last: {channels_last}, "
+        f"best of {repeats}",
+        "",
+        "| part | frames TSN / 2D | GFLOPs TSN | GFLOPs 2D | MAC ratio TSN / 2D "
+        "| time ratio TSN / 2D | share of 2D MACs | share of 2D time |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, frames_text, tsn_m, plain_m, tsn_s, plain_s in rows:
+        lines.append(
+            f"| {name} | {frames_text} | {tsn_m / 1e9:.3f} | {plain_m / 1e9:.3f} "
+            f"| {tsn_m / plain_m:.3f} | {tsn_s / plain_s:.3f} "
+            f"| {plain_m / plain_macs:.1%} | {plain_s / plain_seconds:.1%} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--macs", action="store_true", help="print the MAC table instead")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per network")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC activations")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    print(macs_table() if args.macs else time_table(args.repeats, args.channels_last))
+
+
+if __name__ == "__main__":
+    main()
