@@ -18,7 +18,7 @@ from adagate.schedules import (
     set_tau,
 )
 
-__version__ = "0.0.1"
+__version__ = "0.1.0"
 
 __all__ = [
     "BudgetLoss",

@@ -1,0 +1,118 @@
+"""End-to-end test of examples/adamml/train.py and evaluate.py on a tiny generated mp4 set:
+all stages run, the report is written, and a run killed mid-epoch then resumed ends with
+exactly the weights of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "adamml"))
+
+import make_dataset
+import train
+
+# 4 clips of 2 s at 32², batch 2: 2 optimiser steps per epoch.
+SPEC = make_dataset.DemoSpec(
+    classes=4, train_per_class=1, val_per_class=1, size=32, seconds=2.0, scenes=2
+)
+STAGES = ["--pretrain-epochs", "1", "--warmup-epochs", "1", "--epochs", "2",
+          "--finetune-epochs", "1"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("tiny_demo")
+    make_dataset.make_dataset(SPEC, path, workers=1)
+    return path
+
+
+def run(root: Path, out: Path, *extra: str) -> None:
+    argv = ["--preset", "tiny", "--data-root", str(root), "--out", str(out), "--workers", "0",
+            "--device", "cpu", "--seed", "3", *STAGES, *extra]  # fmt: skip
+    train.main(train.parse_args(argv))
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    state: dict[str, torch.Tensor] = torch.load(path, weights_only=True)
+    return state
+
+
+@pytest.fixture(scope="module")
+def whole(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted run with every baseline and the evaluation."""
+    out = tmp_path_factory.mktemp("whole")
+    run(root, out)
+    return out
+
+
+def test_killed_and_resumed_run_ends_with_the_uninterrupted_weights(
+    root: Path, whole: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken"
+    # Steps: 1-2 pre-train, 3-4 warm-up, 5-8 joint (2 epochs), 9-10 fine-tune, then the
+    # no-LSTM baseline 11-16 and the all-modality baseline 17-22. The first kill is in the
+    # middle of the second joint epoch (Adam, both schedulers, τ and the RNGs must resume);
+    # the second in the first epoch of the no-LSTM baseline (a model built on resume).
+    with pytest.raises(SystemExit, match="stopped after 7 steps"):
+        run(root, broken, "--no-evaluate", "--stop-after-steps", "7")
+    checkpoint = torch.load(broken / "checkpoint.pt", weights_only=True)
+    assert checkpoint["position"] == {"stage": 2, "epoch": 1}
+    assert not (broken / "adamml.pt").exists()
+    with pytest.raises(SystemExit, match="stopped after 5 steps"):
+        run(root, broken, "--no-evaluate", "--resume", "--stop-after-steps", "5")
+    checkpoint = torch.load(broken / "checkpoint.pt", weights_only=True)
+    assert checkpoint["position"] == {"stage": 4, "epoch": 0}
+    run(root, broken, "--no-evaluate", "--resume")
+    for name in ("adamml", "nolstm", "allmod"):
+        expected, resumed = weights(whole / f"{name}.pt"), weights(broken / f"{name}.pt")
+        assert expected.keys() == resumed.keys()
+        for key, value in expected.items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(value, resumed[key]), (name, key)
+            else:  # the gate's extra state, {"tau": ...}
+                assert value == resumed[key], (name, key)
+    # Training changed the weights (the comparison is not between two initialisations).
+    warm, final = weights(whole / "warmup.pt"), weights(whole / "adamml.pt")
+    assert not torch.equal(warm["policy.heads.rgb.weight"], final["policy.heads.rgb.weight"])
+
+
+def test_metrics_log_one_line_per_epoch_with_the_annealed_temperature(whole: Path) -> None:
+    records = [json.loads(line) for line in (whole / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["model"], r["stage"], r["epoch"]) for r in records] == [
+        ("adamml", "pretrain", 1), ("adamml", "warmup", 1), ("adamml", "joint", 1),
+        ("adamml", "joint", 2), ("adamml", "finetune", 1), ("nolstm", "joint", 1),
+        ("nolstm", "joint", 2), ("nolstm", "finetune", 1), ("allmod", "allmod", 1),
+        ("allmod", "allmod", 2), ("allmod", "allmod", 3),
+    ]  # fmt: skip
+    # τ follows AdaMML's schedule over the joint epochs: start · rate^epoch.
+    preset = train.PRESETS["tiny"]
+    assert records[3]["tau"] == pytest.approx(preset.tau_start * preset.tau_rate)
+    assert records[6]["tau"] == pytest.approx(preset.tau_start * preset.tau_rate)
+
+
+def test_report_has_every_baseline_and_consistent_costs(whole: Path) -> None:
+    report = json.loads((whole / "report.json").read_text())
+    assert list(report["rows"]) == [
+        "AdaMML", "AdaMML, no LSTM", "All modalities", "rgb only", "audio only",
+        "Random policy (AdaMML's rates)",
+    ]  # fmt: skip
+    rows = report["rows"]
+    assert rows["All modalities"]["selection"] == {"rgb": 1.0, "audio": 1.0}
+    assert rows["audio only"]["selection"] == {"rgb": 0.0, "audio": 1.0}
+    # The all-modality row costs both recognisers on every segment and no policy.
+    per_segment = report["gflops_per_segment"]
+    all_gflops = report["test_segments"] * (per_segment["rgb"] + per_segment["audio"])
+    assert rows["All modalities"]["gflops"] == pytest.approx(all_gflops)
+    # AdaMML pays for its policy on every segment, whatever it selects.
+    adamml = rows["AdaMML"]
+    selected = sum(adamml["selection"][m] * per_segment[m] for m in ("rgb", "audio"))
+    expected = report["test_segments"] * (per_segment["policy"] + selected)
+    assert adamml["gflops"] == pytest.approx(expected)
+    for name in ("report.md", "accuracy_vs_gflops.png", "selection_map.png"):
+        assert (whole / name).stat().st_size > 0
+    assert "| AdaMML |" in (whole / "report.md").read_text()
