@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=32)
     parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--plot", help="also save routed ÷ dense time by fraction as this PNG")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -46,7 +47,7 @@ def main() -> None:
         mask[order[: round(fraction * args.segments)]] = True
         return mask.to(device)
 
-    fractions = (0.0, 0.25, 0.5, 0.75, 1.0)
+    fractions = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
     calls: dict[str, Callable[[], object]] = {"dense": lambda: net(x)}
     for fraction in fractions:
         calls[f"{fraction}"] = partial(run_selected, net, x, mask_of(fraction))
@@ -75,6 +76,25 @@ def main() -> None:
             f"| {fraction:.0%} | {routed * 1e3:.1f} | {dense * 1e3:.1f} | "
             f"{routed / dense:.3f} | {per_fraction} |"
         )
+    if args.plot:
+        save_plot(args.plot, fractions, [best[f"{f}"] / dense for f in fractions])
+
+
+def save_plot(path: str, fractions: tuple[float, ...], ratios: list[float]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(4.5, 3.2), dpi=120)
+    axes.plot([0, 1], [0, 1], "--", color="grey", label="proportional (ideal)")
+    axes.plot(fractions, ratios, "o-", label="run_selected")
+    axes.set_xlabel("fraction of segments selected")
+    axes.set_ylabel("routed time ÷ dense time")
+    axes.legend()
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
 
 
 if __name__ == "__main__":

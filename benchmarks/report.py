@@ -27,7 +27,7 @@ BENCHMARKS = [
     ("gates", ["--threads", "1"],
      "Forward + backward of `gumbel_sigmoid` vs `torch.nn.functional.gumbel_softmax(hard=True)` "
      "on two classes (issue target: ≥ 6× at 65k gates on CPU, never slower at 1k)."),
-    ("routing", ["--threads", "1"],
+    ("routing", ["--threads", "1", "--plot", "docs/img/routing.png"],
      "`run_selected` vs the dense call on a TSN ResNet-18 over 32 segments: routed ÷ dense ÷ "
      "selected fraction (target ≤ 1.05)."),
     ("backbones", ["--macs"],
@@ -81,6 +81,15 @@ def main() -> None:
             f"{what} ({seconds:.0f} s)\n",
             result.stdout.strip() + "\n",
         ]
+        if "--plot" in extra:
+            image = extra[extra.index("--plot") + 1].removeprefix("docs/")
+            sections.append(f"![{name}]({image})\n")
+    sections += [
+        "## Accuracy against compute: the AdaMML example\n",
+        "From `python examples/adamml/train.py` (the default demo run; its table and the "
+        "machine it ran on are on [the example's page](example.md#results-on-the-demo-set)):\n",
+        "![accuracy vs GFLOPs](img/adamml_demo_accuracy_vs_gflops.png)\n",
+    ]
     Path(args.out).write_text("\n".join(sections))
     print(f"wrote {args.out}", file=sys.stderr)
 
