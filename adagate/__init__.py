@@ -9,7 +9,7 @@ from adagate.fusion import MaskedLateFusion, masked_late_fusion
 from adagate.gates import GumbelGate, gumbel_sigmoid, gumbel_softmax
 from adagate.losses import BudgetLoss, efficiency_loss
 from adagate.policy import MultiModalPolicy, PolicyOutput, PolicyState
-from adagate.routing import run_selected
+from adagate.routing import route_segments, run_selected
 from adagate.schedules import (
     CosineDecay,
     ExponentialDecay,
@@ -39,6 +39,7 @@ __all__ = [
     "gumbel_sigmoid",
     "gumbel_softmax",
     "masked_late_fusion",
+    "route_segments",
     "run_selected",
     "set_tau",
 ]

@@ -9,7 +9,7 @@ real wall-clock time (and BatchNorm statistics see only the rows that were actua
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -18,7 +18,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.func import functional_call
 from torch.utils._python_dispatch import _disable_current_modes
 
-__all__ = ["run_selected"]
+__all__ = ["route_segments", "run_selected"]
 
 
 def run_selected(module: nn.Module, inputs: Any, mask: Tensor, fill: float = 0.0) -> Any:
@@ -128,6 +128,86 @@ def run_selected(module: nn.Module, inputs: Any, mask: Tensor, fill: float = 0.0
         return out.index_copy_(0, index.to(y.device), y)
 
     return _map(scatter, outputs, "module output")
+
+
+def route_segments(
+    modules: Mapping[str, nn.Module],
+    inputs: Mapping[str, Tensor],
+    decisions: Tensor,
+    modalities: Sequence[str],
+    *,
+    route: bool = True,
+    fill: float = 0.0,
+) -> Tensor:
+    """Per-segment, per-modality outputs, each modality computed only where it was selected.
+
+    For the modality at position ``i`` of ``modalities``, ``modules[name]`` runs on the
+    segments ``(b, t)`` with ``decisions[b, t, i]`` on (``> 0.5``), through `run_selected`;
+    the other segments hold ``fill``. With ``route=False`` every segment is computed, which is
+    what policy training needs: the straight-through gradient of a skipped decision is
+    ``weight * logits`` (AdaMML Eq. 3 through the fusion), and it is zero when the logits were
+    never computed. Route at evaluation and while fine-tuning under a fixed policy.
+
+    Args:
+        modules: modality name → network mapping one segment ``(N, ...)`` to ``(N, C)``.
+        inputs: modality name → ``(B, T, ...)`` segment inputs.
+        decisions: ``(B, T, M)`` decisions in the order of ``modalities``, bool or float
+            (e.g. `PolicyOutput.decisions`); detached before use.
+        modalities: the order of the M axis, e.g. ``policy.modalities``.
+        route: compute only the selected segments (True) or all of them (False).
+        fill: value of the outputs at skipped segments.
+
+    Returns:
+        ``(B, T, M, C)`` outputs, ready for `masked_late_fusion`.
+
+    Shape:
+        inputs[name]: (B, T, ...), decisions: (B, T, M) → output: (B, T, M, C).
+
+    Raises:
+        ValueError: if ``decisions`` is not ``(B, T, M)`` with ``M = len(modalities)``, a
+            modality has no module or input, an input's leading axes are not ``(B, T)``, or
+            the modalities' outputs differ in shape.
+
+    Example:
+        >>> modules = {"rgb": nn.Linear(6, 3), "audio": nn.Linear(2, 3)}
+        >>> inputs = {"rgb": torch.randn(2, 4, 6), "audio": torch.randn(2, 4, 2)}
+        >>> decisions = torch.tensor([[[1.0, 0.0]] * 4, [[0.0, 1.0]] * 4])
+        >>> out = route_segments(modules, inputs, decisions, ["rgb", "audio"])
+        >>> out.shape, bool(out[0, :, 1].eq(0).all()), bool(out[1, :, 0].eq(0).all())
+        (torch.Size([2, 4, 2, 3]), True, True)
+    """
+    names = list(modalities)
+    if decisions.dim() != 3 or decisions.shape[2] != len(names):
+        raise ValueError(
+            f"decisions must be (B, T, M) with M = {len(names)} for modalities {names}, "
+            f"got shape {tuple(decisions.shape)}"
+        )
+    absent = [name for name in names if name not in modules or name not in inputs]
+    if absent:
+        raise ValueError(
+            f"modalities {absent} need both a module and an input; modules have "
+            f"{list(modules)}, inputs have {list(inputs)}"
+        )
+    segments = tuple(decisions.shape[:2])
+    outputs = []
+    for index, name in enumerate(names):
+        x = inputs[name]
+        if tuple(x.shape[:2]) != segments:
+            raise ValueError(
+                f"inputs[{name!r}] must start with (B, T) = {segments} like decisions, "
+                f"got shape {tuple(x.shape)}"
+            )
+        rows = x.flatten(0, 1)
+        if route:
+            selected = decisions[..., index].detach().flatten() > 0.5
+            out = run_selected(modules[name], rows, selected, fill)
+        else:
+            out = modules[name](rows)
+        outputs.append(out.unflatten(0, segments))
+    shapes = {name: tuple(out.shape[2:]) for name, out in zip(names, outputs, strict=True)}
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"every modality must give outputs of one shape, got {shapes}")
+    return torch.stack(outputs, dim=2)
 
 
 def _rows(inputs: Any) -> int:

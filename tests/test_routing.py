@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch._subclasses.fake_tensor import FakeTensor
 
 from adagate.flops import count_macs
-from adagate.routing import run_selected
+from adagate.routing import route_segments, run_selected
 
 masks = st.integers(0, 9).flatmap(lambda n: st.lists(st.booleans(), min_size=n, max_size=n))
 fills = st.sampled_from([0.0, -1.5, float("inf")])
@@ -271,3 +271,53 @@ def test_no_row_output_is_inferred_once_per_signature() -> None:
     assert run_selected(net, torch.randn(2, 4).double(), none).shape == (2, 7)
     assert len(net.seen) == 5
     assert all(isinstance(seen, FakeTensor) for seen in net.seen)
+
+
+def _two_modalities() -> tuple[dict[str, nn.Module], dict[str, Tensor]]:
+    torch.manual_seed(0)
+    modules = {"rgb": nn.Linear(6, 3).double(), "audio": nn.Linear(2, 3).double()}
+    inputs = {"rgb": torch.randn(3, 4, 6).double(), "audio": torch.randn(3, 4, 2).double()}
+    return modules, inputs
+
+
+@given(
+    bits=st.lists(st.booleans(), min_size=24, max_size=24),
+    fill=st.sampled_from([0.0, -2.0]),
+    as_bool=st.booleans(),
+)
+def test_route_segments_equals_dense_outputs_where_selected(
+    bits: list[bool], fill: float, as_bool: bool
+) -> None:
+    modules, inputs = _two_modalities()
+    decisions = torch.tensor(bits).reshape(3, 4, 2)
+    if not as_bool:
+        decisions = decisions.double()
+    routed = route_segments(modules, inputs, decisions, ["rgb", "audio"], fill=fill)
+    dense = route_segments(modules, inputs, decisions, ["rgb", "audio"], route=False)
+    assert routed.shape == dense.shape == (3, 4, 2, 3)
+    for index, name in enumerate(["rgb", "audio"]):
+        torch.testing.assert_close(dense[:, :, index], modules[name](inputs[name]))
+    selected = decisions.bool()[..., None].expand_as(dense)
+    torch.testing.assert_close(routed, torch.where(selected, dense, torch.tensor(fill).double()))
+
+
+def test_route_segments_follows_the_order_of_modalities() -> None:
+    modules, inputs = _two_modalities()
+    decisions = torch.ones(3, 4, 2)
+    forward = route_segments(modules, inputs, decisions, ["rgb", "audio"])
+    backward = route_segments(modules, inputs, decisions, ["audio", "rgb"])
+    torch.testing.assert_close(forward, backward.flip(2))
+
+
+def test_route_segments_rejects_bad_input() -> None:
+    modules, inputs = _two_modalities()
+    with pytest.raises(ValueError, match=r"decisions must be \(B, T, M\) with M = 2"):
+        route_segments(modules, inputs, torch.ones(3, 4, 3), ["rgb", "audio"])
+    with pytest.raises(ValueError, match=r"modalities \['flow'\] need both a module and an input"):
+        route_segments(modules, inputs, torch.ones(3, 4, 2), ["rgb", "flow"])
+    short = {**inputs, "audio": inputs["audio"][:, :2]}
+    with pytest.raises(ValueError, match=r"inputs\['audio'\] must start with \(B, T\) = \(3, 4\)"):
+        route_segments(modules, short, torch.ones(3, 4, 2), ["rgb", "audio"])
+    wide = {**modules, "audio": nn.Linear(2, 5).double()}
+    with pytest.raises(ValueError, match="outputs of one shape"):
+        route_segments(wide, inputs, torch.ones(3, 4, 2), ["rgb", "audio"])

@@ -33,7 +33,7 @@ from adagate.backbones.resnet import (
 from adagate.flops import ModalityCosts
 from adagate.fusion import MaskedLateFusion
 from adagate.policy import MultiModalPolicy
-from adagate.routing import run_selected
+from adagate.routing import route_segments
 
 # Input channels per frame of each recognition modality (AdaMML §4.1, supplementary B).
 CHANNELS = {"rgb": 3, "rgbdiff": 15, "flow": 10, "audio": 1}
@@ -317,16 +317,9 @@ class AdaMML(nn.Module):
         Returns:
             ``(B, T, M, C)`` logits, zero at skipped segments when routed.
         """
-        per_modality = []
-        for index, (m, recogniser) in enumerate(self.recognisers.items()):
-            x = batch[m].flatten(0, 1)
-            if route:
-                mask = decisions[..., index].detach().flatten() > 0.5
-                logits = run_selected(recogniser, x, mask)
-            else:
-                logits = recogniser(x)
-            per_modality.append(logits.unflatten(0, batch[m].shape[:2]))
-        return torch.stack(per_modality, dim=2)
+        return route_segments(
+            self.recognisers, batch, decisions, list(self.recognisers), route=route
+        )
 
     def unimodal(self, batch: Mapping[str, Tensor]) -> Tensor:
         """Video logits of every network alone, for unimodal pre-training (stage 0).
