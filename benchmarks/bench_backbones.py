@@ -14,9 +14,9 @@ MACs are reported as "GFLOPs" the way the AdaMML paper does (1 GFLOP = 1e9 MACs)
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from _timing import best_times
 from torch import nn
 
 from adagate.backbones import mobilenet_v2, tsn_resnet18, tsn_resnet50
@@ -65,13 +65,10 @@ def best_seconds(
     first: nn.Module, first_x: torch.Tensor, second: nn.Module, second_x: torch.Tensor, repeats: int
 ) -> tuple[float, float]:
     """Best-of-``repeats`` times of two calls, interleaved so drifting load hits both alike."""
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(repeats):
-        for module, x, record in ((first, first_x, times[0]), (second, second_x, times[1])):
-            start = time.perf_counter()
-            module(x)
-            record.append(time.perf_counter() - start)
-    return min(times[0]), min(times[1])
+    first_s, second_s = best_times(
+        [lambda: first(first_x), lambda: second(second_x)], repeats, warmup=0
+    )
+    return first_s, second_s
 
 
 def time_table(repeats: int, channels_last: bool) -> str:

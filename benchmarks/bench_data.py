@@ -21,28 +21,17 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from _timing import best_times
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "adamml"))
 
 import data as D
 import make_dataset as M
-
-
-def best_of(repeats: int, function: Callable[[], object]) -> float:
-    function()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def loader_items_per_second(root: Path, workers: int, repeats: int, items: int) -> float:
@@ -56,7 +45,7 @@ def loader_items_per_second(root: Path, workers: int, repeats: int, items: int) 
         for _ in loader:
             pass
 
-    return len(subset) / best_of(repeats, epoch)
+    return len(subset) / best_times([epoch], repeats)[0]
 
 
 def write_long_video(path: Path, seconds: int = 60, fps: int = 30) -> None:
@@ -87,8 +76,7 @@ def seek_ratio(path: Path, repeats: int) -> tuple[float, float]:
         with D.open_media(path) as container:
             D.decode_video_frames(container, wanted, seek=seek, short_side=config.test_resize)
 
-    seeking = best_of(repeats, lambda: load(True))
-    whole = best_of(repeats, lambda: load(False))
+    seeking, whole = best_times([lambda: load(True), lambda: load(False)], repeats)
     return seeking, whole
 
 

@@ -14,7 +14,7 @@ import platform
 
 import torch
 import torch.nn.functional as F
-from _timing import best_time
+from _timing import best_times
 
 from adagate import gumbel_sigmoid
 
@@ -44,8 +44,7 @@ def main() -> None:
             F.gumbel_softmax(logits, hard=True)[:, 1].sum().backward()
 
         repeats = args.repeats if n < 1_000_000 else max(3, args.repeats // 4)
-        baseline = best_time(torch_builtin, repeats)
-        adagate = best_time(ours, repeats)
+        baseline, adagate = best_times([torch_builtin, ours], repeats, warmup=3)
         print(f"| {n:,} | {baseline * 1e3:.3f} | {adagate * 1e3:.3f} | "
               f"{baseline / adagate:.1f}× |")
 

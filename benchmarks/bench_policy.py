@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import argparse
 import functools
-import math
-import time
-from collections.abc import Callable
 
 import torch
+from _timing import best_times
 from torch import Tensor, nn
 
 from adagate.backbones import mobilenet_v2, tsn_resnet50
@@ -38,16 +36,6 @@ class PolicyStep(nn.Module):
 
     def forward(self, rgb: Tensor, audio: Tensor, state: PolicyState) -> Tensor:
         return self.policy.step({"rgb": rgb, "audio": audio}, state).decisions
-
-
-def timed(fn: Callable[[], object], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -97,13 +85,8 @@ def main() -> None:
         macs.append(count_macs(module, *inputs))
         calls.append(functools.partial(module, *inputs))
     # Round-robin repeats, best of each: a busy machine slows every row alike, not the last.
-    seconds = [math.inf] * len(calls)
     with torch.inference_mode():
-        for repeat in range(args.repeats + 1):
-            for i, call in enumerate(calls):
-                elapsed = timed(call, device)
-                if repeat:  # round 0 is the warm-up
-                    seconds[i] = min(seconds[i], elapsed)
+        seconds = best_times(calls, args.repeats)
     measured = [
         (name, shape, count, best)
         for (name, shape, _, _), count, best in zip(rows, macs, seconds, strict=True)

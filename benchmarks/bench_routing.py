@@ -19,7 +19,7 @@ from collections.abc import Callable
 from functools import partial
 
 import torch
-from _timing import best_time
+from _timing import best_times
 
 from adagate.backbones.resnet import tsn_resnet18
 from adagate.routing import run_selected
@@ -51,13 +51,8 @@ def main() -> None:
     calls: dict[str, Callable[[], object]] = {"dense": lambda: net(x)}
     for fraction in fractions:
         calls[f"{fraction}"] = partial(run_selected, net, x, mask_of(fraction))
-    # Interleaved, so that a slow spell of a shared machine hits every variant alike.
-    best = dict.fromkeys(calls, float("inf"))
     with torch.no_grad():
-        for warm in (True,) + (False,) * args.repeats:
-            for name, call in calls.items():
-                elapsed = best_time(call, repeats=1, warmup=0)
-                best[name] = best[name] if warm else min(best[name], elapsed)
+        best = dict(zip(calls, best_times(list(calls.values()), args.repeats), strict=True))
 
     print(
         f"device: {device}, torch {torch.__version__}, {args.threads} thread(s), "
