@@ -17,6 +17,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from adagate._decisions import check_decisions
+from adagate._shapes import NeedsValues, fake_call
+
 __all__ = ["ModalityCosts", "count_macs", "expected_gflops"]
 
 _MACS_PER_GFLOP = 1e9
@@ -31,8 +34,11 @@ def count_macs(module: nn.Module, *example_inputs: Any, **example_kwargs: Any) -
     pooling) are not counted, as in the paper's figures.
 
     The call runs in eval mode (the inference cost, and BatchNorm running statistics stay
-    untouched); every submodule's train/eval flag is restored afterwards. Rows that
-    :func:`adagate.routing.run_selected` skips are not computed and so not counted.
+    untouched); every submodule's train/eval flag is restored afterwards. It runs on fake
+    tensors (shapes, no data): the count is the same as a real run's, at a small fixed cost
+    instead of the full compute. A module that needs real values to run, such as one that
+    routes by a mask, is run for real instead; rows that
+    :func:`adagate.routing.run_selected` skips are then not computed and so not counted.
 
     Args:
         module: the network to measure; it is run once under ``torch.no_grad()``.
@@ -42,6 +48,10 @@ def count_macs(module: nn.Module, *example_inputs: Any, **example_kwargs: Any) -
     Returns:
         MACs of that one call, as an ``int``.
 
+    Shape:
+        example_inputs: whatever ``module`` takes; one segment ``(1, ...)`` for a per-segment
+        cost.
+
     Raises:
         ValueError: if ``module`` is not an ``nn.Module``.
 
@@ -50,13 +60,17 @@ def count_macs(module: nn.Module, *example_inputs: Any, **example_kwargs: Any) -
         24
     """
     if not isinstance(module, nn.Module):
-        raise ValueError(f"module must be an nn.Module, got {type(module).__name__}")
+        raise ValueError(f"module: expected an nn.Module, got {type(module).__name__}")
     training = {m: m.training for m in module.modules()}
-    counter = FlopCounterMode(display=False)
     try:
         module.eval()
-        with torch.no_grad(), counter:
-            module(*example_inputs, **example_kwargs)
+        counter = FlopCounterMode(display=False)
+        try:
+            fake_call(module, example_inputs, example_kwargs, inside=counter)
+        except NeedsValues:
+            counter = FlopCounterMode(display=False)
+            with torch.no_grad(), counter:
+                module(*example_inputs, **example_kwargs)
     finally:
         for m, flag in training.items():
             m.training = flag
@@ -88,12 +102,12 @@ class ModalityCosts:
     def __post_init__(self) -> None:
         if not isinstance(self.recognition, Mapping) or not self.recognition:
             raise ValueError(
-                f"recognition must be a non-empty mapping of modality name to MACs, "
+                f"recognition: expected a non-empty mapping of modality name to MACs, "
                 f"got {self.recognition!r}"
             )
         for name, macs in self.recognition.items():
             if not isinstance(name, str):
-                raise ValueError(f"recognition keys must be modality names, got {name!r}")
+                raise ValueError(f"recognition: expected modality names as keys, got {name!r}")
             _check_macs(macs, f"recognition[{name!r}]")
         _check_macs(self.policy, "policy")
         # A private copy: the costs of a frozen object must not change under the caller's hands.
@@ -182,7 +196,7 @@ class ModalityCosts:
         order = tuple(modalities)
         if len(set(order)) != len(order) or set(order) != set(self.recognition):
             raise ValueError(
-                f"modalities must name each of {sorted(self.recognition)} exactly once, "
+                f"modalities: expected each of {sorted(self.recognition)} exactly once, "
                 f"got {list(order)}"
             )
         return order
@@ -199,8 +213,9 @@ def expected_gflops(
     is differentiable in ``decisions``.
 
     Args:
-        decisions: ``(B, T, M)`` in {0, 1} (bool, integer or floating) or in [0, 1]; the M axis
-            in ``modalities`` order. Values are not checked (that would need a device sync).
+        decisions: ``(B, T, M)`` bool, integer or floating, in {0, 1} or, soft, in [0, 1]; the
+            M axis in ``modalities`` order. Values are not checked (that would need a device
+            sync).
         costs: per-segment MACs.
         modalities: the order of the M axis, normally ``policy.modalities``; default: the
             order of ``costs.recognition``.
@@ -209,8 +224,8 @@ def expected_gflops(
         ``gflops: (B,)`` in ``decisions``' floating dtype (at least float32), on its device.
 
     Raises:
-        ValueError: if ``decisions`` is not a 3-D tensor whose last size is the number of
-            modalities, ``costs`` is not a :class:`ModalityCosts`, or ``modalities`` does not
+        ValueError: if ``decisions`` is not a ``(B, T, M)`` decisions tensor with one entry per
+            modality, ``costs`` is not a :class:`ModalityCosts`, or ``modalities`` does not
             name each modality of ``costs`` exactly once.
 
     Example:
@@ -219,13 +234,13 @@ def expected_gflops(
         tensor([11.])
     """
     if not isinstance(costs, ModalityCosts):
-        raise ValueError(f"costs must be a ModalityCosts, got {type(costs).__name__}")
+        raise ValueError(f"costs: expected a ModalityCosts, got {type(costs).__name__}")
     order = costs._order(modalities)
-    if not isinstance(decisions, Tensor) or decisions.ndim != 3 or decisions.shape[2] != len(order):
-        shape = tuple(decisions.shape) if isinstance(decisions, Tensor) else type(decisions)
+    check_decisions(decisions, "(B, T, M)")
+    if decisions.shape[2] != len(order):
         raise ValueError(
-            f"decisions must be a (B, T, M={len(order)}) tensor for modalities {list(order)}, "
-            f"got {shape}"
+            f"decisions: expected (B, T, M={len(order)}) for modalities {list(order)}, "
+            f"got shape {tuple(decisions.shape)}"
         )
     dtype = torch.float32
     if decisions.is_floating_point():
@@ -245,7 +260,7 @@ def _check_macs(macs: object, name: str) -> None:
         hint = (
             " (costs are MACs as int: int(14.52e9), not 14.52)" if isinstance(macs, float) else ""
         )
-        raise ValueError(f"{name} must be a non-negative int of MACs, got {macs!r}{hint}")
+        raise ValueError(f"{name}: expected a non-negative int of MACs, got {macs!r}{hint}")
 
 
 def _check_same_keys(
@@ -253,7 +268,7 @@ def _check_same_keys(
 ) -> None:
     if set(modules) != set(inputs):
         raise ValueError(
-            f"{inputs_name} must have one entry per {what} module: missing "
+            f"{inputs_name}: expected one entry per {what} module, got missing "
             f"{sorted(set(modules) - set(inputs))}, extra {sorted(set(inputs) - set(modules))}"
         )
 

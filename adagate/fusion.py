@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from adagate._decisions import check_decisions, floating
+
 __all__ = ["MaskedLateFusion", "masked_late_fusion"]
 
 
@@ -35,8 +37,9 @@ def masked_late_fusion(
         logits: ``(B, T, M, C)`` per-segment, per-modality class scores; values at skipped
             positions are multiplied by zero, so they must be finite (NaN or inf would still
             propagate); a router fills them with zeros.
-        decisions: ``(B, T, M)`` selection, ``bool`` or floating point (e.g. the straight-through
-            output of :func:`adagate.gates.gumbel_sigmoid`); 1 keeps, 0 skips.
+        decisions: ``(B, T, M)`` selection, bool, integer or floating (e.g. the straight-through
+            output of :func:`adagate.gates.gumbel_sigmoid`); 1 keeps, 0 skips, a value in
+            between weights the segment.
         weights: ``(M,)`` per-modality fusion weights.
         normalize: divide by the used weight instead of by ``T`` (see above).
 
@@ -45,8 +48,8 @@ def masked_late_fusion(
 
     Raises:
         ValueError: if a tensor has the wrong rank, ``B, T, M`` of ``logits`` and ``decisions``
-            differ, ``weights`` does not have ``M`` entries, ``decisions`` is neither bool nor
-            floating point, or ``normalize`` is set and a weight is not positive.
+            differ, ``weights`` does not have ``M`` entries, ``decisions`` is not a bool,
+            integer or floating tensor, or ``normalize`` is set and a weight is not positive.
 
     Example:
         >>> logits = torch.randn(2, 4, 3, 10)
@@ -55,22 +58,23 @@ def masked_late_fusion(
         torch.Size([2, 10])
     """
     if logits.dim() != 4:
-        raise ValueError(f"logits must be (B, T, M, C), got shape {tuple(logits.shape)}")
-    if decisions.dim() != 3 or decisions.shape != logits.shape[:3]:
+        raise ValueError(f"logits: expected (B, T, M, C), got shape {tuple(logits.shape)}")
+    check_decisions(decisions, "(B, T, M)")
+    if decisions.shape != logits.shape[:3]:
         raise ValueError(
-            f"decisions must be (B, T, M) = {tuple(logits.shape[:3])} to match logits "
+            f"decisions: expected (B, T, M) = {tuple(logits.shape[:3])} to match logits "
             f"{tuple(logits.shape)}, got shape {tuple(decisions.shape)}"
         )
-    if decisions.dtype != torch.bool and not decisions.is_floating_point():
-        raise ValueError(f"decisions must be bool or floating point, got dtype {decisions.dtype}")
     if weights.dim() != 1 or weights.shape[0] != logits.shape[2]:
         raise ValueError(
-            f"weights must be (M,) = ({logits.shape[2]},) to match logits {tuple(logits.shape)}, "
-            f"got shape {tuple(weights.shape)}"
+            f"weights: expected (M,) = ({logits.shape[2]},) to match logits "
+            f"{tuple(logits.shape)}, got shape {tuple(weights.shape)}"
         )
     if normalize and bool((weights <= 0).any()):
-        raise ValueError(f"normalize=True needs positive weights, got {weights.tolist()}")
-    used = decisions.to(logits.dtype) * weights.to(logits.dtype)
+        raise ValueError(
+            f"weights: expected positive weights with normalize=True, got {weights.tolist()}"
+        )
+    used = floating(decisions).to(logits.dtype) * weights.to(logits.dtype)
     fused = torch.einsum("btm,btmc->bc", used, logits)
     segments = torch.full_like(fused[:, :1], logits.shape[1])
     if not normalize:
@@ -83,18 +87,24 @@ def masked_late_fusion(
 class MaskedLateFusion(nn.Module):
     """Module form of :func:`masked_late_fusion`, holding one fusion weight per modality.
 
-    The weights start at 1 (a plain average of the modalities), as in the paper's "late fusion
-    with learnable weights" (AdaMML §4).
+    The weights are ``softmax(weight_logits)``: positive and summing to one, as in the
+    reference code's fusion, whatever an optimiser does to ``weight_logits``. So
+    ``normalize=True`` can never meet a non-positive weight mid-training, and the scale of the
+    fused logits does not grow with the number of modalities. ``weight_logits`` start at zero:
+    the weights start as a plain average of the modalities, ``1 / M`` each (AdaMML §4, "late
+    fusion with learnable weights").
 
     Args:
         modalities: names of the modalities, in the order of the ``M`` axis (e.g.
             ``policy.modalities``).
-        learnable: make the weights an ``nn.Parameter``; otherwise a fixed buffer.
+        learnable: make ``weight_logits`` an ``nn.Parameter``; otherwise a fixed buffer, and
+            the weights stay ``1 / M``.
         normalize: divide by the used weight instead of by ``T`` (see :func:`masked_late_fusion`).
 
     Shape:
         - logits: ``(B, T, M, C)``
-        - decisions: ``(B, T, M)``, bool or floating point
+        - decisions: ``(B, T, M)``, bool, integer or floating
+        - weights: ``(M,)``, positive, summing to one
         - output: ``(B, C)``
 
     Raises:
@@ -102,11 +112,13 @@ class MaskedLateFusion(nn.Module):
 
     Example:
         >>> fusion = MaskedLateFusion(["rgb", "audio"])
+        >>> fusion.weights.tolist()
+        [0.5, 0.5]
         >>> fusion(torch.randn(2, 4, 2, 10), torch.ones(2, 4, 2)).shape
         torch.Size([2, 10])
     """
 
-    weights: Tensor
+    weight_logits: Tensor
 
     def __init__(
         self, modalities: Sequence[str], learnable: bool = True, normalize: bool = False
@@ -114,21 +126,26 @@ class MaskedLateFusion(nn.Module):
         super().__init__()
         names = tuple(modalities)
         if not names or len(set(names)) != len(names):
-            raise ValueError(f"modalities must be non-empty and unique, got {list(names)}")
+            raise ValueError(f"modalities: expected non-empty unique names, got {list(names)}")
         self.modalities = names
         self.normalize = normalize
-        weights = torch.ones(len(names))
+        weight_logits = torch.zeros(len(names))
         if learnable:
-            self.weights = nn.Parameter(weights)
+            self.weight_logits = nn.Parameter(weight_logits)
         else:
-            self.register_buffer("weights", weights)
+            self.register_buffer("weight_logits", weight_logits)
+
+    @property
+    def weights(self) -> Tensor:
+        """``(M,)`` effective fusion weights, ``softmax(weight_logits)``; differentiable."""
+        return torch.softmax(self.weight_logits, dim=0)
 
     def forward(self, logits: Tensor, decisions: Tensor) -> Tensor:
         """Fuse ``logits: (B, T, M, C)`` under ``decisions: (B, T, M)`` into ``(B, C)``.
 
         Args:
             logits: ``(B, T, M, C)`` per-segment, per-modality class scores.
-            decisions: ``(B, T, M)`` selection, bool or floating point.
+            decisions: ``(B, T, M)`` selection, bool, integer or floating.
 
         Returns:
             ``(B, C)`` video logits.

@@ -22,15 +22,15 @@ _EVAL_MODES = ("argmax", "sample", "soft")
 def _check_tau(tau: float) -> float:
     tau = float(tau)
     if not (math.isfinite(tau) and tau > 0):
-        raise ValueError(f"tau must be a positive finite number, got {tau}")
+        raise ValueError(f"tau: expected a positive finite number, got {tau}")
     return tau
 
 
 def _check_logits(logits: Tensor) -> None:
     if not isinstance(logits, Tensor):
-        raise ValueError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
+        raise ValueError(f"logits: expected a torch.Tensor, got {type(logits).__name__}")
     if not logits.is_floating_point():
-        raise ValueError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
+        raise ValueError(f"logits: expected a floating-point tensor, got dtype {logits.dtype}")
 
 
 def _compute_dtype(logits: Tensor) -> torch.dtype:
@@ -142,10 +142,12 @@ def gumbel_softmax(
     tau = _check_tau(tau)
     _check_logits(logits)
     if logits.dim() > 0 and not -logits.dim() <= dim < logits.dim():
-        raise ValueError(f"dim={dim} is out of range for logits of shape {tuple(logits.shape)}")
+        raise ValueError(
+            f"dim: expected an axis of logits of shape {tuple(logits.shape)}, got {dim}"
+        )
     if logits.dim() == 0 or logits.shape[dim] == 0:
         raise ValueError(
-            f"logits must have at least one category along dim={dim}, "
+            f"logits: expected at least one category along dim={dim}, "
             f"got shape {tuple(logits.shape)}"
         )
     dtype = _compute_dtype(logits)
@@ -201,7 +203,7 @@ class GumbelGate(nn.Module):
     ) -> None:
         super().__init__()
         if eval_mode not in _EVAL_MODES:
-            raise ValueError(f"eval_mode must be one of {_EVAL_MODES}, got {eval_mode!r}")
+            raise ValueError(f"eval_mode: expected one of {_EVAL_MODES}, got {eval_mode!r}")
         self.tau = tau
         self.hard = hard
         self.eval_mode: EvalMode = eval_mode
@@ -216,8 +218,15 @@ class GumbelGate(nn.Module):
     def tau(self, value: float) -> None:
         self._tau = _check_tau(value)
 
-    def forward(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Gate ``logits``; ``generator`` seeds the noise when sampling.
+    def forward(self, logits: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        """Gate ``logits``.
+
+        Args:
+            logits: the gate logits, floating dtype.
+            generator: optional ``torch.Generator`` for the noise when sampling.
+
+        Returns:
+            Decisions of the same shape and dtype as ``logits``.
 
         Shape:
             logits: (*) → output: (*)

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
+from einops import rearrange
 from torch import Tensor, nn
+
+from adagate._decisions import check_decisions, floating
 
 __all__ = ["BudgetLoss", "efficiency_loss"]
 
 
-def _check_decisions(decisions: Tensor) -> None:
-    if decisions.dim() != 3:
-        raise ValueError(f"decisions must be (B, T, M), got shape {tuple(decisions.shape)}")
-    if decisions.dtype != torch.bool and not decisions.is_floating_point():
-        raise ValueError(f"decisions must be bool or floating point, got dtype {decisions.dtype}")
-
-
 def _selected_fraction(decisions: Tensor) -> Tensor:
-    """``(B, T, M)`` decisions → ``(B, M)`` fraction of segments that use each modality."""
-    dtype = decisions.dtype if decisions.is_floating_point() else torch.get_default_dtype()
-    return decisions.to(dtype).mean(dim=1)
+    """``(B, ..., M)`` decisions → ``(B, M)`` fraction of each video's segments using each one."""
+    return rearrange(floating(decisions), "b ... m -> b (...) m").mean(dim=1)
 
 
 def _per_modality(
@@ -31,10 +27,10 @@ def _per_modality(
     vector = torch.as_tensor(values).detach()
     if vector.dim() != 1 or vector.shape[0] != num_modalities:
         raise ValueError(
-            f"{name} must be (M,) = ({num_modalities},), got shape {tuple(vector.shape)}"
+            f"{name}: expected (M,) = ({num_modalities},), got shape {tuple(vector.shape)}"
         )
     if not bool(torch.isfinite(vector).all()) or bool((vector < 0).any()):
-        raise ValueError(f"{name} must be finite and non-negative, got {vector.tolist()}")
+        raise ValueError(f"{name}: expected finite non-negative values, got {vector.tolist()}")
     return vector.to(device=like.device, dtype=like.dtype)
 
 
@@ -48,22 +44,27 @@ def efficiency_loss(
 
     For each video, ``Σ_k λ_k · C_k`` with::
 
-        C_k = (fraction of the T segments that use modality k)²   if the video is correct
+        C_k = (fraction of the video's segments that use modality k)²   if the video is correct
         C_k = γ                                                   otherwise
 
     The squared fraction is differentiable through straight-through gates, so more selection of
     an expensive modality costs more (``∂/∂d[b, t, k] = 2 λ_k · fraction[b, k] / (B · T)`` for a
-    correct video). A wrongly classified video contributes the constant ``γ · Σ_k λ_k`` and no
-    gradient: γ only shifts the loss value (it makes a wrong prediction look worse than any
-    selection on a right one), it is not a gradient signal of its own. The policy is thus only
-    asked to save compute on videos it already gets right.
+    correct video). The segments of a video are every axis between ``B`` and ``M``:
+    ``(B, T, M)`` for AdaMML, ``(B, M)`` for one decision per input (e.g. residual blocks kept
+    per image), ``(B, T, S, M)`` for segments of sub-clips.
+
+    A wrongly classified video contributes the constant ``γ · Σ_k λ_k`` and no gradient: γ only
+    shifts the loss value (it makes a wrong prediction look worse than any selection on a right
+    one), it is not a gradient signal of its own. The policy is thus only asked to save compute
+    on videos it already gets right.
 
     Differs from the reference implementation, which adds ``γ`` once per wrong video instead of
     ``λ_k · γ`` per modality; we follow the paper. Since that term carries no gradient, the two
     train identically and only the reported loss value differs.
 
     Args:
-        decisions: ``(B, T, M)`` selection, bool or floating point (straight-through gates).
+        decisions: ``(B, ..., M)`` selection, bool, integer or floating (straight-through
+            gates); the axes between ``B`` and ``M`` are the segments of a video.
         correct: ``(B,)`` bool, whether each video was classified correctly; compute it from the
             detached fused logits, e.g. ``fused.detach().argmax(-1) == labels``.
         lambdas: ``(M,)`` non-negative cost weight ``λ_k`` of each modality (the paper uses
@@ -74,24 +75,28 @@ def efficiency_loss(
         ``()`` scalar loss, in the floating dtype of ``decisions`` (default dtype for bool).
 
     Raises:
-        ValueError: if ``decisions`` is not ``(B, T, M)`` bool/float, ``correct`` is not ``(B,)``
-            bool, ``lambdas`` is not ``(M,)`` or has a negative entry, or ``gamma`` is negative.
+        ValueError: if ``decisions`` is not a ``(B, ..., M)`` decisions tensor, ``correct`` is
+            not ``(B,)`` bool, ``lambdas`` is not ``(M,)`` or has a negative entry, or ``gamma``
+            is negative.
+
+    Shape:
+        decisions: (B, ..., M), correct: (B,), lambdas: (M,) → output: ().
 
     Example:
         >>> decisions = torch.tensor([[[1.0, 1.0], [0.0, 1.0]]])
         >>> efficiency_loss(decisions, torch.tensor([True]), [1.0, 0.05], gamma=10.0)
         tensor(0.3000)
     """
-    _check_decisions(decisions)
+    check_decisions(decisions, "(B, ..., M)")
     if correct.dtype != torch.bool or correct.shape != decisions.shape[:1]:
         raise ValueError(
-            f"correct must be a bool tensor of shape (B,) = ({decisions.shape[0]},), "
+            f"correct: expected a bool tensor of shape (B,) = ({decisions.shape[0]},), "
             f"got shape {tuple(correct.shape)} and dtype {correct.dtype}"
         )
     if not gamma >= 0:
-        raise ValueError(f"gamma must be non-negative, got {gamma}")
+        raise ValueError(f"gamma: expected a non-negative number, got {gamma}")
     fraction = _selected_fraction(decisions)
-    weights = _per_modality("lambdas", lambdas, decisions.shape[2], fraction)
+    weights = _per_modality("lambdas", lambdas, decisions.shape[-1], fraction)
     per_video = (weights * fraction.square()).sum(dim=1)
     # AdaMML Eq. 4: C_k = γ for a wrong video; torch.where sends no gradient to its decisions.
     wrong = (weights * gamma).sum()
@@ -104,7 +109,8 @@ class BudgetLoss(nn.Module):
     Eq. 4's ``λ_k`` and ``γ`` set the accuracy/compute trade-off only indirectly: one has to
     retrain to find which values land on a given GFLOPs figure. ``BudgetLoss`` takes the figure
     itself. With ``costs`` the per-segment cost ``c_m`` of each modality, the expected cost of a
-    batch, as a fraction of running every modality on every segment, is::
+    batch of decisions ``(B, ..., M)`` (the axes between ``B`` and ``M`` are a video's ``T``
+    segments), as a fraction of running every modality on every segment, is::
 
         used = mean_b Σ_t Σ_m c_m · d[b, t, m]  /  (T · Σ_m c_m)       (in [0, 1])
 
@@ -141,7 +147,8 @@ class BudgetLoss(nn.Module):
         initial_multiplier: starting multiplier; non-negative.
 
     Shape:
-        - decisions: ``(B, T, M)``, bool or floating point (straight-through gates)
+        - decisions: ``(B, ..., M)``, bool, integer or floating (straight-through gates); the
+          axes between ``B`` and ``M`` count as segments, ``T`` their number
         - output: ``()``
 
     Raises:
@@ -175,17 +182,19 @@ class BudgetLoss(nn.Module):
         if not costs_tensor.is_floating_point():
             costs_tensor = costs_tensor.to(torch.get_default_dtype())
         if costs_tensor.dim() != 1:
-            raise ValueError(f"costs must be (M,), got shape {tuple(costs_tensor.shape)}")
+            raise ValueError(f"costs: expected (M,), got shape {tuple(costs_tensor.shape)}")
         costs_tensor = _per_modality("costs", costs_tensor, costs_tensor.shape[0], costs_tensor)
         if not bool((costs_tensor > 0).any()):
-            raise ValueError(f"costs must have a positive entry, got {costs_tensor.tolist()}")
+            raise ValueError(f"costs: expected a positive entry, got {costs_tensor.tolist()}")
         if not target > 0 or (relative and target > 1):
-            bound = "in (0, 1] when relative=True" if relative else "positive"
-            raise ValueError(f"target must be {bound}, got {target}")
+            bound = "a fraction in (0, 1] with relative=True" if relative else "a positive cost"
+            raise ValueError(f"target: expected {bound}, got {target}")
         if not step_size > 0:
-            raise ValueError(f"step_size must be positive, got {step_size}")
+            raise ValueError(f"step_size: expected a positive number, got {step_size}")
         if not initial_multiplier >= 0:
-            raise ValueError(f"initial_multiplier must be non-negative, got {initial_multiplier}")
+            raise ValueError(
+                f"initial_multiplier: expected a non-negative number, got {initial_multiplier}"
+            )
         self.target = float(target)
         self.relative = relative
         self.step_size = float(step_size)
@@ -220,24 +229,25 @@ class BudgetLoss(nn.Module):
         """Penalty ``multiplier · (used − target_fraction)``; updates the multiplier in training.
 
         Args:
-            decisions: ``(B, T, M)`` selection, bool or floating point.
+            decisions: ``(B, ..., M)`` selection, bool, integer or floating.
 
         Returns:
             ``()`` penalty to add to the task loss; negative while under budget.
 
         Raises:
-            ValueError: if ``decisions`` is not ``(B, T, M)`` with ``M = len(costs)``.
+            ValueError: if ``decisions`` is not ``(B, ..., M)`` with ``M = len(costs)``.
         """
-        _check_decisions(decisions)
-        if decisions.shape[2] != self.costs.shape[0]:
+        check_decisions(decisions, "(B, ..., M)")
+        if decisions.shape[-1] != self.costs.shape[0]:
             raise ValueError(
-                f"decisions must be (B, T, M) with M = {self.costs.shape[0]} (len(costs)), "
+                f"decisions: expected (B, ..., M) with M = {self.costs.shape[0]} (len(costs)), "
                 f"got shape {tuple(decisions.shape)}"
             )
         fraction = _selected_fraction(decisions)
+        segments = math.prod(decisions.shape[1:-1])
         shares = (self.costs / self.total_cost).to(fraction)
         used = (fraction * shares).sum(dim=1).mean()
-        violation = used - self.target_fraction(decisions.shape[1])
+        violation = used - self.target_fraction(segments)
         # A copy: the in-place update below must not touch the value autograd saved.
         penalty = self.lagrange_multiplier.to(violation, copy=True) * violation
         with torch.no_grad():
@@ -247,7 +257,7 @@ class BudgetLoss(nn.Module):
                 measured /= dist.get_world_size()
             self.last_used.copy_(measured)
             if self.training:
-                step = self.step_size * (measured - self.target_fraction(decisions.shape[1]))
+                step = self.step_size * (measured - self.target_fraction(segments))
                 self.lagrange_multiplier.add_(step).clamp_(min=0.0)
         return penalty
 

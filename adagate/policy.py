@@ -127,26 +127,29 @@ class MultiModalPolicy(nn.Module):
         super().__init__()
         self.feature_dims = {str(name): int(size) for name, size in feature_dims.items()}
         if not self.feature_dims:
-            raise ValueError("feature_dims must name at least one modality, got none")
+            raise ValueError("feature_dims: expected at least one modality, got none")
         sizes = {"hidden_size": hidden_size, **self.feature_dims}
         sizes.update({f"mlp_sizes[{i}]": int(width) for i, width in enumerate(mlp_sizes)})
         for name, size in sizes.items():
             if size <= 0:
-                raise ValueError(f"{name} must be a positive size, got {size}")
+                raise ValueError(f"{name}: expected a positive size, got {size}")
         unknown = [name for name in always_on if name not in self.feature_dims]
         if unknown:
             raise ValueError(
-                f"always_on names {unknown} are not modalities {list(self.feature_dims)}"
+                f"always_on: expected names of modalities {list(self.feature_dims)}, "
+                f"got {unknown}"
             )
         self.always_on = tuple(name for name in self.feature_dims if name in always_on)
         gated = [name for name in self.feature_dims if name not in self.always_on]
         if not gated:
             raise ValueError(
-                f"every modality {list(self.feature_dims)} is always_on: nothing left to decide"
+                f"always_on: expected at least one modality left to decide, got every "
+                f"modality {list(self.feature_dims)}"
             )
         if not 0.0 < initial_on_probability < 1.0:
             raise ValueError(
-                f"initial_on_probability must be in (0, 1), got {initial_on_probability}"
+                f"initial_on_probability: expected a value in (0, 1), "
+                f"got {initial_on_probability}"
             )
         self.recurrent = recurrent
         self.hidden_size = hidden_size
@@ -181,6 +184,7 @@ class MultiModalPolicy(nn.Module):
         self,
         features: Mapping[str, Tensor],
         state: PolicyState | None = None,
+        *,
         generator: torch.Generator | None = None,
     ) -> PolicyOutput:
         """Decide every segment of a batch of videos, in temporal order.
@@ -216,6 +220,7 @@ class MultiModalPolicy(nn.Module):
         self,
         features_t: Mapping[str, Tensor],
         state: PolicyState | None = None,
+        *,
         generator: torch.Generator | None = None,
     ) -> PolicyOutput:
         """Decide one segment, for streams that arrive a segment at a time.
@@ -241,7 +246,7 @@ class MultiModalPolicy(nn.Module):
         batch = joint.shape[0]
         if self.lstm is None:
             if state is not None:
-                raise ValueError("state must be None when recurrent=False")
+                raise ValueError("state: expected None when recurrent=False, got a PolicyState")
             summary = joint
         else:
             if state is None:
@@ -252,7 +257,7 @@ class MultiModalPolicy(nn.Module):
             hidden, cell = self.lstm(torch.cat([joint, previous], -1), (state.hidden, state.cell))
             summary = hidden
         head_logits = torch.stack([head(summary) for head in self.heads.values()], 1)
-        gated = self.gate(head_logits[..., 1] - head_logits[..., 0], generator)
+        gated = self.gate(head_logits[..., 1] - head_logits[..., 0], generator=generator)
         logits = head_logits.new_zeros(batch, len(self.modalities), 2)
         logits[..., 1] = _ALWAYS_ON_LOGIT
         logits = logits.masked_scatter(self._gated_mask[:, None], head_logits)
@@ -265,15 +270,15 @@ class MultiModalPolicy(nn.Module):
     def _concatenate(self, features: Mapping[str, Tensor], axes: tuple[str, ...]) -> Tensor:
         if not isinstance(features, Mapping):
             raise ValueError(
-                f"features must be a mapping of modality name to tensor, "
+                f"features: expected a mapping of modality name to tensor, "
                 f"got {type(features).__name__}"
             )
         if set(features) != set(self.feature_dims):
             missing = [name for name in self.feature_dims if name not in features]
             extra = [name for name in features if name not in self.feature_dims]
             raise ValueError(
-                f"features must have exactly the modalities {list(self.feature_dims)}; "
-                f"missing {missing}, extra {extra}"
+                f"features: expected exactly the modalities {list(self.feature_dims)}, "
+                f"got missing {missing}, extra {extra}"
             )
         layout = "(" + ", ".join((*axes, "D")) + ")"
         leading: tuple[int, ...] | None = None
@@ -282,17 +287,17 @@ class MultiModalPolicy(nn.Module):
             if not isinstance(x, Tensor) or x.dim() != len(axes) + 1 or x.shape[-1] != size:
                 shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
                 raise ValueError(
-                    f"features[{name!r}] must be {layout} with D = {size}, got {shape}"
+                    f"features[{name!r}]: expected {layout} with D = {size}, got {shape}"
                 )
             if leading is None:
                 leading = tuple(x.shape[:-1])
             elif tuple(x.shape[:-1]) != leading:
                 shapes = {key: tuple(features[key].shape) for key in self.feature_dims}
                 raise ValueError(
-                    f"features must agree on {', '.join(axes)} across modalities, got {shapes}"
+                    f"features: expected one {', '.join(axes)} across modalities, got {shapes}"
                 )
         if leading is not None and len(axes) == 2 and leading[1] == 0:
-            raise ValueError(f"features must have at least one segment (T >= 1), got {leading}")
+            raise ValueError(f"features: expected at least one segment (T >= 1), got {leading}")
         return torch.cat([features[name] for name in self.feature_dims], -1)
 
     def _check_state(self, state: PolicyState, batch: int) -> PolicyState:
@@ -304,7 +309,7 @@ class MultiModalPolicy(nn.Module):
         seen = tuple(tuple(getattr(part, "shape", ())) for part in state)
         if seen != expected:
             raise ValueError(
-                f"state must be PolicyState(hidden, cell, decisions) of shapes {expected}, "
+                f"state: expected PolicyState(hidden, cell, decisions) of shapes {expected}, "
                 f"got {seen}"
             )
         return PolicyState(*state)

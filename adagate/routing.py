@@ -13,21 +13,34 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
-from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.func import functional_call
-from torch.utils._python_dispatch import _disable_current_modes
+
+from adagate._decisions import check_decisions, selected
+from adagate._shapes import NeedsValues, fake_call
 
 __all__ = ["route_segments", "run_selected"]
 
 
-def run_selected(module: nn.Module, inputs: Any, mask: Tensor, fill: float = 0.0) -> Any:
-    """Call ``module`` on the rows of ``inputs`` where ``mask`` is True; ``fill`` elsewhere.
+def run_selected(
+    module: nn.Module,
+    inputs: Any,
+    mask: Tensor,
+    fill: float = 0.0,
+    *,
+    example_output: Any = None,
+) -> Any:
+    """Call ``module`` on the rows of ``inputs`` whose ``mask`` is nonzero; ``fill`` elsewhere.
 
     Gather → run → scatter: ``module`` sees only the selected rows (so skipped rows cost no
     compute and, in train mode, do not enter BatchNorm statistics), and its output rows are
     written back into an ``(N, ...)`` tensor whose other rows hold ``fill``. Gradients reach the
     selected input rows and the module's parameters; skipped input rows get zero gradient.
+
+    ``mask`` follows adagate's one decisions contract: bool, integer or floating, and a row is
+    selected where its value is nonzero (``mask != 0``), so policy decisions are passed as they
+    are, hard or soft. It is the rule under which routed and dense logits agree after the
+    fusion: a soft decision of 0.3 still weights its segment's logits, so they are computed.
 
     ``inputs`` is passed to ``module`` as its one positional argument; it is a tensor or a
     tuple / list / dict of tensors that all have N rows. For a module with several arguments,
@@ -38,17 +51,19 @@ def run_selected(module: nn.Module, inputs: Any, mask: Tensor, fill: float = 0.0
     Special cases:
 
     - **All rows selected**: ``module(inputs)`` is returned as is, with no gather or scatter.
-    - **No row selected**: the module is *not* called (an empty batch breaks BatchNorm and
-      costs a launch for nothing). The output's shape and dtype are inferred by running the
-      module on fake tensors (``torch._subclasses.FakeTensorMode``): no compute, no device
-      sync, no change to parameters or buffers, and autocast is respected. The result is
-      cached per module and call signature (input structure, trailing shapes, dtypes and
-      devices; parameter and buffer shapes, dtypes and devices; train/eval flags; autocast
-      state), so later no-row calls cost microseconds. A module that needs real values
-      (``.item()``, data-dependent shapes) cannot be inferred and raises; forward hooks do
-      run on the fake tensors. The ``fill`` output has no autograd history, so the module's
+    - **No row selected**: the module is *not* called (an empty batch costs a launch for
+      nothing). The output's structure, trailing shapes, dtypes and devices come from
+      ``example_output`` when given, else from running the module on fake tensors (no compute,
+      no device sync, no change to parameters or buffers, autocast respected), cached per
+      module and call signature so that later no-row calls cost microseconds. A module that
+      needs real values (``.item()``, data-dependent shapes) cannot run on fake tensors: pass
+      ``example_output``. The ``fill`` output has no autograd history, so the module's
       parameters get no gradient in that step (with DDP, use ``find_unused_parameters=True``).
-
+    - **No row selected under torch.distributed with SyncBatchNorm**: when
+      ``torch.distributed`` is initialised and ``module`` contains an ``nn.SyncBatchNorm``
+      (or a subclass), the module *is* called, on an empty batch. SyncBatchNorm makes a
+      collective in every training forward, so a rank that skipped the call would leave the
+      other ranks waiting for it forever; on an empty batch it joins with zero rows.
     - **One row selected**: the module sees a batch of one; a train-mode BatchNorm cannot
       compute batch statistics from one value per channel and raises, as it would for any
       batch of one. Fine-tune with batches large enough that each modality keeps two rows,
@@ -61,10 +76,10 @@ def run_selected(module: nn.Module, inputs: Any, mask: Tensor, fill: float = 0.0
     on the segments the policy selected::
 
         x = inputs[name]                                        # (B, T, ...)
-        chosen = decisions[..., m].detach().flatten().bool()    # (B*T,)
-        logits_m = run_selected(backbone, x.flatten(0, 1), chosen).unflatten(0, (B, T))
+        logits_m = run_selected(backbone, x.flatten(0, 1), decisions[..., m].flatten())
+        logits_m = logits_m.unflatten(0, (B, T))
 
-    The policy is not trained through ``run_selected`` (a bool mask has no gradient): its
+    The policy is not trained through ``run_selected`` (the mask carries no gradient): its
     gradient flows through the fusion, which multiplies each segment's logits by the
     straight-through decision (AdaMML §3.2, Eq. 3). For a skipped segment that gradient is
     ``weight * logits``, which is zero here because the logits were never computed: routing
@@ -77,52 +92,54 @@ def run_selected(module: nn.Module, inputs: Any, mask: Tensor, fill: float = 0.0
         module: the network to run; it must map rows to rows (output leading size = input
             leading size), e.g. a backbone over segments ``x: (N, F, C, H, W) -> (N, C)``.
         inputs: ``(N, ...)`` tensor, or a tuple / list / dict of such tensors.
-        mask: ``(N,)`` bool, True where the row is to be computed; on any device.
+        mask: ``(N,)`` decisions, bool, integer or floating; rows where it is nonzero are
+            computed. On any device.
         fill: value of the output rows that were not computed.
+        example_output: used only when no row is selected: a tensor, or structure of tensors,
+            like the module's output for any number of rows; its structure, trailing shapes,
+            dtypes and devices shape the ``fill`` output. Default: inferred on fake tensors.
 
     Returns:
         The module's output structure with every leaf ``(N, ...)``: computed rows where
-        ``mask`` is True, ``fill`` elsewhere.
+        ``mask`` is nonzero, ``fill`` elsewhere.
+
+    Shape:
+        inputs: (N, ...), mask: (N,) → output: (N, ...).
 
     Raises:
         ValueError: if ``module`` is not an ``nn.Module``, ``inputs`` holds something other
-            than tensors of ≥ 1 dims with one shared N, ``mask`` is not a 1-D bool tensor of
-            length N, or the module's output is not tensors with one row per input row.
-        RuntimeError: if no row is selected and the output cannot be inferred on fake tensors.
+            than tensors of ≥ 1 dims with one shared N, ``mask`` is not an ``(N,)`` decisions
+            tensor, or the module's output (or ``example_output``) is not tensors with one row
+            per input row.
+        RuntimeError: if no row is selected, no ``example_output`` is given and the module
+            cannot run on fake tensors.
 
     Example:
         >>> net = torch.nn.Linear(4, 2)
-        >>> x, mask = torch.randn(5, 4), torch.tensor([True, False, True, False, False])
+        >>> x, mask = torch.randn(5, 4), torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0])
         >>> run_selected(net, x, mask).shape
         torch.Size([5, 2])
     """
     if not isinstance(module, nn.Module):
-        raise ValueError(f"module must be an nn.Module, got {type(module).__name__}")
+        raise ValueError(f"module: expected an nn.Module, got {type(module).__name__}")
     rows = _rows(inputs)
-    if not isinstance(mask, Tensor):
+    check_decisions(mask, "(N,)", name="mask")
+    if mask.shape != (rows,):
         raise ValueError(
-            f"mask must be a bool tensor of shape ({rows},), got {type(mask).__name__}"
+            f"mask: expected shape ({rows},) to match the N={rows} rows of inputs, "
+            f"got shape {tuple(mask.shape)}"
         )
-    if mask.dtype != torch.bool or mask.shape != (rows,):
-        raise ValueError(
-            f"mask must be a bool tensor of shape ({rows},) matching inputs' N={rows}, "
-            f"got dtype {mask.dtype} and shape {tuple(mask.shape)}"
-        )
-    index = mask.nonzero().squeeze(1)
-    selected = index.numel()
-    if selected == rows and rows > 0:
+    index = selected(mask).nonzero().squeeze(1)
+    chosen = index.numel()
+    if chosen == rows and rows > 0:
         return module(inputs)
-    if selected == 0:
-        return _fill_like_output(module, inputs, rows, fill)
+    if chosen == 0 and not _joins_collectives(module):
+        return _fill_like_output(module, inputs, rows, fill, example_output)
     gathered = _map(lambda x: x.index_select(0, index.to(x.device)), inputs, "inputs")
     outputs = module(gathered)
 
     def scatter(y: Tensor) -> Tensor:
-        if y.ndim == 0 or y.shape[0] != selected:
-            raise ValueError(
-                f"module must return one row per input row: given {selected} rows, it "
-                f"returned a tensor of shape {tuple(y.shape)}"
-            )
+        _check_rows(y, chosen, "module output")
         out = y.new_full((rows, *y.shape[1:]), fill)
         # In place on a fresh tensor: one allocation; autograd routes the gradient to y.
         return out.index_copy_(0, index.to(y.device), y)
@@ -142,17 +159,18 @@ def route_segments(
     """Per-segment, per-modality outputs, each modality computed only where it was selected.
 
     For the modality at position ``i`` of ``modalities``, ``modules[name]`` runs on the
-    segments ``(b, t)`` with ``decisions[b, t, i]`` on (``> 0.5``), through `run_selected`;
-    the other segments hold ``fill``. With ``route=False`` every segment is computed, which is
-    what policy training needs: the straight-through gradient of a skipped decision is
-    ``weight * logits`` (AdaMML Eq. 3 through the fusion), and it is zero when the logits were
-    never computed. Route at evaluation and while fine-tuning under a fixed policy.
+    segments ``(b, t)`` whose ``decisions[b, t, i]`` is nonzero, through `run_selected` (and
+    its rule); the other segments hold ``fill``. With ``route=False`` every segment is
+    computed, which is what policy training needs: the straight-through gradient of a skipped
+    decision is ``weight * logits`` (AdaMML Eq. 3 through the fusion), and it is zero when the
+    logits were never computed. Route at evaluation and while fine-tuning under a fixed policy.
 
     Args:
         modules: modality name → network mapping one segment ``(N, ...)`` to ``(N, C)``.
         inputs: modality name → ``(B, T, ...)`` segment inputs.
-        decisions: ``(B, T, M)`` decisions in the order of ``modalities``, bool or float
-            (e.g. `PolicyOutput.decisions`); detached before use.
+        decisions: ``(B, T, M)`` decisions in the order of ``modalities``: bool, integer or
+            floating (e.g. `PolicyOutput.decisions`); nonzero selects. No gradient flows
+            through the selection.
         modalities: the order of the M axis, e.g. ``policy.modalities``.
         route: compute only the selected segments (True) or all of them (False).
         fill: value of the outputs at skipped segments.
@@ -177,16 +195,17 @@ def route_segments(
         (torch.Size([2, 4, 2, 3]), True, True)
     """
     names = list(modalities)
-    if decisions.dim() != 3 or decisions.shape[2] != len(names):
+    check_decisions(decisions, "(B, T, M)")
+    if decisions.shape[2] != len(names):
         raise ValueError(
-            f"decisions must be (B, T, M) with M = {len(names)} for modalities {names}, "
+            f"decisions: expected (B, T, M) with M = {len(names)} for modalities {names}, "
             f"got shape {tuple(decisions.shape)}"
         )
     absent = [name for name in names if name not in modules or name not in inputs]
     if absent:
         raise ValueError(
-            f"modalities {absent} need both a module and an input; modules have "
-            f"{list(modules)}, inputs have {list(inputs)}"
+            f"modalities: expected each to have a module and an input, got {absent} without; "
+            f"modules have {list(modules)}, inputs have {list(inputs)}"
         )
     segments = tuple(decisions.shape[:2])
     outputs = []
@@ -194,19 +213,18 @@ def route_segments(
         x = inputs[name]
         if tuple(x.shape[:2]) != segments:
             raise ValueError(
-                f"inputs[{name!r}] must start with (B, T) = {segments} like decisions, "
-                f"got shape {tuple(x.shape)}"
+                f"inputs[{name!r}]: expected (B, T, ...) with (B, T) = {segments} like "
+                f"decisions, got shape {tuple(x.shape)}"
             )
         rows = x.flatten(0, 1)
         if route:
-            selected = decisions[..., index].detach().flatten() > 0.5
-            out = run_selected(modules[name], rows, selected, fill)
+            out = run_selected(modules[name], rows, decisions[..., index].flatten(), fill)
         else:
             out = modules[name](rows)
         outputs.append(out.unflatten(0, segments))
     shapes = {name: tuple(out.shape[2:]) for name, out in zip(names, outputs, strict=True)}
     if len(set(shapes.values())) > 1:
-        raise ValueError(f"every modality must give outputs of one shape, got {shapes}")
+        raise ValueError(f"modules: expected outputs of one shape, got {shapes}")
     return torch.stack(outputs, dim=2)
 
 
@@ -221,10 +239,28 @@ def _rows(inputs: Any) -> int:
     _map(record, inputs, "inputs")
     if not sizes or any(len(s) == 0 for s in sizes) or len({s[0] for s in sizes}) != 1:
         raise ValueError(
-            "inputs must be a tensor, or a tuple / list / dict of tensors, all with the same "
+            "inputs: expected a tensor, or a tuple / list / dict of tensors, all with the same "
             f"leading size N; got shapes {sizes}"
         )
     return sizes[0][0]
+
+
+def _check_rows(y: Tensor, rows: int, what: str) -> Tensor:
+    if y.ndim == 0 or y.shape[0] != rows:
+        raise ValueError(
+            f"{what}: expected one row per input row ({rows} rows), got a tensor of shape "
+            f"{tuple(y.shape)}"
+        )
+    return y
+
+
+def _joins_collectives(module: nn.Module) -> bool:
+    """Whether every rank must call ``module``, even with no row: SyncBatchNorm syncs in forward."""
+    return (
+        dist.is_available()
+        and dist.is_initialized()
+        and any(isinstance(m, nn.SyncBatchNorm) for m in module.modules())
+    )
 
 
 # Output of the no-row path per module and call signature, as zero-row tensors (no data):
@@ -235,50 +271,42 @@ _EMPTY_OUTPUTS: weakref.WeakKeyDictionary[nn.Module, dict[Hashable, Any]] = (
 )
 
 
-def _fill_like_output(module: nn.Module, inputs: Any, rows: int, fill: float) -> Any:
+def _fill_like_output(
+    module: nn.Module, inputs: Any, rows: int, fill: float, example_output: Any
+) -> Any:
     """``fill`` tensors shaped like ``module(inputs)``, found without computing it."""
-    known = _EMPTY_OUTPUTS.setdefault(module, {})
-    key = _signature(module, inputs)
-    if key not in known:
-        known[key] = _map(
-            lambda y: torch.empty((0, *y.shape[1:]), dtype=y.dtype, device=y.device),
-            _fake_output(module, inputs, rows),
-            "module output",
-        )
-    return _map(
-        lambda empty: empty.new_full((rows, *empty.shape[1:]), fill), known[key], "module output"
-    )
+    if example_output is not None:
+        empty = _map(_no_rows, example_output, "example_output")
+    else:
+        known = _EMPTY_OUTPUTS.setdefault(module, {})
+        key = _signature(module, inputs)
+        if key not in known:
+            known[key] = _map(
+                lambda y: torch.empty((0, *y.shape[1:]), dtype=y.dtype, device=y.device),
+                _fake_output(module, inputs, rows),
+                "module output",
+            )
+        empty = known[key]
+    return _map(lambda y: y.new_full((rows, *y.shape[1:]), fill), empty, "module output")
+
+
+def _no_rows(y: Tensor) -> Tensor:
+    if y.ndim == 0:
+        raise ValueError("example_output: expected tensors of >= 1 dims (N, ...), got a scalar")
+    return y.detach()[:0]
 
 
 def _fake_output(module: nn.Module, inputs: Any, rows: int) -> Any:
     """``module(inputs)`` run on fake tensors: shapes, dtypes and devices, no data."""
     try:
-        # Outer dispatch modes (e.g. the flop counter of count_macs) must not see this run:
-        # nothing is computed, so nothing should be counted or logged.
-        with _disable_current_modes(), torch.no_grad(), FakeTensorMode() as fake:
-            # Parameters and buffers are swapped for fakes so that train-mode BatchNorm updates
-            # (running stats, num_batches_tracked) land on the fakes, not on the module.
-            state: dict[str, Tensor] = {
-                name: fake.from_tensor(t)
-                for name, t in [*module.named_parameters(), *module.named_buffers()]
-            }
-            outputs = functional_call(module, state, (_map(fake.from_tensor, inputs, "inputs"),))
-    except Exception as error:
+        outputs = fake_call(module, (inputs,))
+    except NeedsValues as error:
         raise RuntimeError(
-            f"run_selected: no row is selected, and the output shape of "
-            f"{type(module).__name__} could not be inferred on fake tensors (it needs real "
-            f"values?): {error}"
+            f"run_selected: no row is selected, and the output of {type(module).__name__} "
+            f"cannot be inferred on fake tensors because it needs real values ({error}); "
+            f"pass example_output="
         ) from error
-
-    def check(y: Tensor) -> Tensor:
-        if y.ndim == 0 or y.shape[0] != rows:
-            raise ValueError(
-                f"module must return one row per input row: given {rows} rows, it returned a "
-                f"tensor of shape {tuple(y.shape)}"
-            )
-        return y
-
-    return _map(check, outputs, "module output")
+    return _map(lambda y: _check_rows(y, rows, "module output"), outputs, "module output")
 
 
 def _signature(module: nn.Module, inputs: Any) -> Hashable:
@@ -317,5 +345,6 @@ def _map(fn: Callable[[Tensor], Tensor], tree: Any, what: str) -> Any:
     if isinstance(tree, dict):
         return {k: _map(fn, v, what) for k, v in tree.items()}
     raise ValueError(
-        f"{what} must be tensors, or tuples / lists / dicts of tensors; found {type(tree).__name__}"
+        f"{what}: expected tensors, or tuples / lists / dicts of tensors; "
+        f"got {type(tree).__name__}"
     )

@@ -31,11 +31,11 @@ class TemperatureSchedule:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{field.name} must be a finite number >= 0, got {value}")
+                raise ValueError(f"{field.name}: expected a finite number >= 0, got {value}")
 
     def __call__(self, epoch: float) -> float:
         if not epoch >= 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
+            raise ValueError(f"epoch: expected a number >= 0, got {epoch}")
         return self._tau(float(epoch))
 
     def _tau(self, epoch: float) -> float:
@@ -75,8 +75,10 @@ class ExponentialDecay(TemperatureSchedule):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not (self.start > 0 and 0 < self.rate <= 1):
-            raise ValueError(f"need start > 0 and 0 < rate <= 1, got {self.start}, {self.rate}")
+        if not self.start > 0:
+            raise ValueError(f"start: expected a number > 0, got {self.start}")
+        if not 0 < self.rate <= 1:
+            raise ValueError(f"rate: expected a number in (0, 1], got {self.rate}")
 
     def _tau(self, epoch: float) -> float:
         return max(self.minimum, float(self.start * self.rate**epoch))
@@ -90,10 +92,9 @@ class _DecayToEnd(TemperatureSchedule):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not (self.start > 0 and self.end > 0 and self.epochs > 0):
-            raise ValueError(
-                f"need start, end, epochs > 0, got {self.start}, {self.end}, {self.epochs}"
-            )
+        for name in ("start", "end", "epochs"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: expected a number > 0, got {getattr(self, name)}")
 
     def _progress(self, epoch: float) -> float:
         return min(epoch / self.epochs, 1.0)

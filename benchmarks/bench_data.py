@@ -1,4 +1,4 @@
-"""Data-pipeline throughput of the AdaMML example (examples/adamml/data.py).
+"""Data-pipeline throughput of the AdaMML example (the package examples/adamml/data/).
 
 Measures, in one run:
 

@@ -63,17 +63,27 @@ def main() -> None:
         (
             "policy features: MobileNetV2 (RGB)",
             "4x160²",
-            mobilenet_v2(in_channels=3),
+            mobilenet_v2(in_channels=3, num_classes=None),
             (policy_rgb,),
         ),
-        ("policy features: MobileNetV2 (audio)", "256²", mobilenet_v2(in_channels=1), (audio,)),
+        (
+            "policy features: MobileNetV2 (audio)",
+            "256²",
+            mobilenet_v2(in_channels=1, num_classes=None),
+            (audio,),
+        ),
         (
             "recognition: TSN ResNet-50 (RGB)",
             "8x224²",
             tsn_resnet50(num_classes=None),
             (recognition_rgb,),
         ),
-        ("recognition: MobileNetV2 (audio)", "256²", mobilenet_v2(in_channels=1), (audio,)),
+        (
+            "recognition: MobileNetV2 (audio)",
+            "256²",
+            mobilenet_v2(in_channels=1, num_classes=None),
+            (audio,),
+        ),
     ]
     calls, macs = [], []
     for _, _, module, inputs in rows:

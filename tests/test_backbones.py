@@ -55,11 +55,6 @@ def test_feature_and_logit_shapes_for_every_variant_and_layout(name: str, in_cha
         assert classifier(frames).shape == (2, 7)
 
 
-def test_num_features_attribute_matches_output() -> None:
-    for name, (builder, dim) in BUILDERS.items():
-        assert builder(num_classes=None).num_features == dim, name
-
-
 def test_mobilenet_width_mult_follows_torchvision_rounding() -> None:
     net = mobilenet_v2(num_classes=None, width_mult=0.5).eval()
     # 32 * 0.5 = 16 stem channels; the last layer keeps 1280 for width_mult <= 1.

@@ -1,27 +1,31 @@
-"""Tests of examples/adamml/data.py on small media files written with PyAV."""
+"""Tests of examples/adamml/data/ decoding.py, dataset.py and inspection.py on small media
+files written with PyAV."""
 
 from __future__ import annotations
 
 import math
+import subprocess
 import sys
 import warnings
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
-from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "adamml"))
 
 import data as D
+from data.inspection import main as inspect_main
 from make_dataset import write_mp4
+from modalities import MODALITIES
 
 FPS = 10
 NUM_FRAMES = 40
 SAMPLE_RATE = 16000
 SIZE = 64
+ROOT = Path(__file__).resolve().parents[1]
 CONFIG = D.DataConfig.demo()
 # A tone that falls exactly on bin 20 of the demo spectrogram (bin k is k * rate / n_fft Hz).
 TONE_BIN = 20
@@ -60,100 +64,6 @@ def write_list(root: Path, name: str, lines: list[str]) -> Path:
     path = root / name
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-# ---------------------------------------------------------------------------------- list files
-def test_list_lines_of_both_layouts_with_names_and_multi_labels(tmp_path: Path) -> None:
-    lines = ["# comment", "", "a.mp4 2", "b/c 1 50 beta", "d.mp4 0,2", "e 3 9 alpha;gamma"]
-    path = write_list(tmp_path, "list.txt", lines)
-    records, errors = D.parse_list_file(path, ["alpha", "beta", "gamma"])
-    assert errors == []
-    assert [(r.path, r.labels, r.start_frame, r.end_frame) for r in records] == [
-        ("a.mp4", (2,), None, None),
-        ("b/c", (1,), 1, 50),
-        ("d.mp4", (0, 2), None, None),
-        ("e", (0, 2), 3, 9),
-    ]
-    assert records[1].line == "list.txt:4"
-
-
-def test_csv_list_with_header_and_quoted_multi_label(tmp_path: Path) -> None:
-    path = write_list(tmp_path, "list.csv", ["path,label", 'x.mp4,"1,2"', "y.mp4,0"])
-    records, _ = D.parse_list_file(path)
-    assert [(r.path, r.labels) for r in records] == [("x.mp4", (1, 2)), ("y.mp4", (0,))]
-
-
-@pytest.mark.parametrize(
-    ("bad", "message"),
-    [
-        ("only_a_path", "got 1 fields"),
-        ("a b c", "got 3 fields"),
-        ("a.mp4 delta", "unknown label 'delta'"),
-        ("a.mp4 7", "out of range"),
-        ("a x 9 1", "must be integers"),
-        ("a 9 3 1", "end_frame 3 < start_frame 9"),
-        ("a.mp4 1,", "empty label"),
-    ],
-)
-def test_malformed_line_error_names_the_line_number(tmp_path: Path, bad: str, message: str) -> None:
-    path = write_list(tmp_path, "list.txt", ["ok.mp4 0", bad])
-    with pytest.raises(ValueError, match=rf"list\.txt:2: .*{message}"):
-        D.parse_list_file(path, ["alpha", "beta"])
-    records, errors = D.parse_list_file(path, ["alpha", "beta"], strict=False)
-    assert [r.path for r in records] == ["ok.mp4"]
-    assert len(errors) == 1 and errors[0].startswith("list.txt:2:")
-
-
-def test_read_classes_rejects_duplicates(tmp_path: Path) -> None:
-    (tmp_path / "classes.txt").write_text("a\nb\na\n")
-    with pytest.raises(ValueError, match="duplicate class names"):
-        D.read_classes(tmp_path / "classes.txt")
-
-
-# ------------------------------------------------------------------------------------ sampling
-@given(
-    num_frames=st.integers(1, 400),
-    segments=st.integers(1, 12),
-    span=st.integers(1, 40),
-    train=st.booleans(),
-    seed=st.integers(0, 2**16),
-)
-def test_segments_stay_in_the_video_and_in_their_region(
-    num_frames: int, segments: int, span: int, train: bool, seed: int
-) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    starts = D.segment_starts(num_frames, segments, span, train=train, generator=generator)
-    assert starts.shape == (segments,)
-    assert starts.min() >= 0 and starts.max() <= max(num_frames - span, 0)
-    region = num_frames / segments
-    if region >= span:
-        index = torch.arange(segments)
-        assert (starts >= (index * region).floor()).all()
-        assert (starts + span <= ((index + 1) * region).ceil()).all()
-
-
-def test_test_sampling_is_centred_and_training_sampling_is_seeded() -> None:
-    starts = D.segment_starts(100, 5, 10, train=False)
-    assert starts.tolist() == [5, 25, 45, 65, 85]  # region 20, slack 10, offset 5
-    first = D.segment_starts(100, 5, 10, train=True, generator=torch.Generator().manual_seed(1))
-    again = D.segment_starts(100, 5, 10, train=True, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(first, again)
-    draws = torch.stack([D.segment_starts(100, 5, 10, train=True) for _ in range(200)])
-    assert draws.unique().numel() > 20
-
-
-def test_frame_indices_use_the_stride_and_loop_short_clips() -> None:
-    indices = D.frame_indices(torch.tensor([0, 10]), 4, 3, 12)
-    assert indices.tolist() == [[0, 3, 6, 9], [10, 1, 4, 7]]
-    stacked = D.stacked_indices(torch.tensor([[10]]), 3, 12)
-    assert stacked.tolist() == [[[10, 11, 0]]]
-
-
-def test_audio_window_is_centred_on_the_sampled_frames() -> None:
-    windows = D.audio_windows(torch.tensor([[10, 12, 14, 16]]), 10.0, CONFIG)
-    start, length = windows[0]
-    assert length == CONFIG.audio_seconds
-    assert start + length / 2 == pytest.approx((10 + 17) / 2 / 10)
 
 
 # -------------------------------------------------------------------------- decoding round trip
@@ -203,32 +113,32 @@ def test_decoded_audio_is_mono_resampled_and_silence_padded(media: Path) -> None
     assert np.sqrt(np.mean(before[rate // 2 + 400 :] ** 2)) == pytest.approx(expected, rel=0.1)
 
 
-# -------------------------------------------------------------------------------- spectrograms
-@pytest.mark.parametrize("preset", [D.DataConfig.paper, D.DataConfig.demo])
-def test_spectrogram_shape_matches_the_config(preset) -> None:  # type: ignore[no-untyped-def]
-    config = preset()
-    samples = round(config.audio_seconds * config.sample_rate)
-    spec = D.log_spectrogram(torch.zeros(samples), config)
-    assert spec.shape == (1, config.n_freq, config.n_time)
-    assert torch.allclose(spec, torch.tensor(math.log(1e-6)))
+def test_every_frame_decodes_in_order_at_the_short_side(media: Path) -> None:
+    with D.open_media(media / "good.mp4") as container:
+        frames = list(D.decode_all_frames(container, short_side=32))
+    assert len(frames) == NUM_FRAMES and frames[0].shape == (32, 32, 3)
+    assert all(abs(float(f.mean()) - frame_value(i)) < 3 for i, f in enumerate(frames))
 
 
-def test_paper_spectrogram_arithmetic() -> None:
-    config = D.DataConfig.paper()
-    assert (config.n_fft, config.stft_win_length, config.stft_hop_length) == (510, 240, 120)
-    assert (config.n_freq, config.n_time) == (256, 256)
+def test_resampled_audio_includes_what_the_resampler_held_back(media: Path) -> None:
+    rate = 8000
+    with D.open_media(media / "good.mp4") as container:
+        frames = list(container.decode(container.streams.audio[0]))
+    unflushed = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    held_back = sum(f.samples for frame in frames for f in unflushed.resample(frame))
+    resampled = list(D.resample_audio(frames, rate))
+    assert all(f.layout.name == "mono" and f.rate == rate for f in resampled)
+    total = sum(f.samples for f in resampled)
+    assert total > held_back and abs(total - NUM_FRAMES / FPS * rate) < 512
 
 
-@given(bin_index=st.integers(2, CONFIG.n_freq - 3), preset=st.sampled_from(["paper", "demo"]))
-def test_pure_tone_lands_in_its_frequency_bin(bin_index: int, preset: str) -> None:
-    config = D.DataConfig.paper() if preset == "paper" else D.DataConfig.demo()
-    rate = config.sample_rate
-    t = torch.arange(round(config.audio_seconds * rate), dtype=torch.float64) / rate
-    waveform = torch.sin(2 * math.pi * bin_index * rate / config.n_fft * t).float()
-    spec = D.log_spectrogram(waveform, config)
-    assert int(spec[0].mean(dim=1).argmax()) == bin_index
+def test_frame_folder_fps_reads_meta_json_or_falls_back(tmp_path: Path) -> None:
+    assert D.frame_folder_fps(tmp_path, 30.0) == 30.0
+    (tmp_path / "meta.json").write_text('{"fps": 12}')
+    assert D.frame_folder_fps(tmp_path, 30.0) == 12.0
 
 
+# ------------------------------------------------------------------------------ dataset, collate
 def test_tone_in_an_mp4_lands_in_its_bin_through_the_dataset(media: Path) -> None:
     path = write_list(media, "tone.txt", ["good.mp4 1"])
     item = D.VideoDataset(path, media, CONFIG, train=False)[0]
@@ -237,86 +147,8 @@ def test_tone_in_an_mp4_lands_in_its_bin_through_the_dataset(media: Path) -> Non
     assert peaks.tolist() == [TONE_BIN] * CONFIG.test_segments
 
 
-# --------------------------------------------------------------------------- per-modality inputs
-def test_rgb_input_normalises_and_crops() -> None:
-    frames = torch.full((2, 3, 80, 100, 3), 255, dtype=torch.uint8)
-    params = D.SpatialParams(short_side=64, top=0, left=5, size=64, flip=False)
-    out = D.rgb_input(frames, params, CONFIG)
-    assert out.shape == (2, 3, 3, 64, 64)
-    expected = (1 - torch.tensor(D.IMAGENET_MEAN)) / torch.tensor(D.IMAGENET_STD)
-    assert torch.allclose(out[0, 0, :, 10, 10], expected, atol=1e-5)
-
-
-def test_spatial_sampling_ranges() -> None:
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(50):
-        params = D.sample_spatial(96, 128, CONFIG, train=True, generator=generator)
-        assert CONFIG.resize_range[0] <= params.short_side < CONFIG.resize_range[1]
-        height, width = params.short_side, round(128 * params.short_side / 96)
-        assert 0 <= params.top <= height - params.size and 0 <= params.left <= width - params.size
-    centre = D.sample_spatial(96, 128, CONFIG, train=False)
-    assert (centre.short_side, centre.top, centre.flip) == (CONFIG.test_resize, 0, False)
-    assert centre.left == (round(128 * 64 / 96) - 64) // 2
-
-
-def test_rgbdiff_layout_is_five_consecutive_rgb_differences() -> None:
-    frames = torch.randint(0, 256, (2, 3, 6, 64, 64, 3), dtype=torch.uint8)
-    params = D.SpatialParams(64, 0, 0, 64, flip=False)
-    out = D.rgbdiff_input(frames, params, CONFIG)
-    assert out.shape == (2, 3, 15, 64, 64)
-    mean = torch.tensor(CONFIG.mean).view(3, 1, 1)
-    std = torch.tensor(CONFIG.std).view(3, 1, 1)
-    normalised = (frames.permute(0, 1, 2, 5, 3, 4).float() / 255 - mean) / std
-    for k in range(5):
-        expected = normalised[:, :, k + 1] - normalised[:, :, k]
-        assert torch.allclose(out[:, :, 3 * k : 3 * k + 3], expected, atol=1e-5)
-    flipped = D.rgbdiff_input(frames, D.SpatialParams(64, 0, 0, 64, flip=True), CONFIG)
-    assert torch.allclose(flipped, out.flip(-1))
-
-
-def test_flow_layout_interleaves_x_y_and_flip_negates_x() -> None:
-    flow_x = torch.randint(0, 256, (2, 3, 5, 32, 32), dtype=torch.uint8)
-    flow_y = torch.randint(0, 256, (2, 3, 5, 32, 32), dtype=torch.uint8)
-    plain = D.flow_input(flow_x, flow_y, D.SpatialParams(32, 0, 0, 32, flip=False))
-    assert plain.shape == (2, 3, 10, 32, 32)
-    assert torch.allclose(plain[:, :, 0::2], flow_x.float() / 127.5 - 1)
-    assert torch.allclose(plain[:, :, 1::2], flow_y.float() / 127.5 - 1)
-    flipped = D.flow_input(flow_x, flow_y, D.SpatialParams(32, 0, 0, 32, flip=True))
-    assert torch.allclose(flipped[:, :, 0::2], -plain[:, :, 0::2].flip(-1))
-    assert torch.allclose(flipped[:, :, 1::2], plain[:, :, 1::2].flip(-1))
-
-
-def test_policy_input_takes_evenly_spaced_frames_at_low_resolution() -> None:
-    recognition = torch.arange(8.0).view(1, 8, 1, 1, 1).expand(2, 8, 3, 16, 16)
-    out = D.policy_input(recognition, 4, 8)
-    assert out.shape == (2, 4, 3, 8, 8)
-    assert out[0, :, 0, 0, 0].tolist() == [0.0, 2.0, 5.0, 7.0]
-
-
-@pytest.mark.parametrize(
-    ("function", "args", "message"),
-    [
-        (D.rgb_input, (torch.zeros(2, 8, 8, 3, dtype=torch.uint8),), r"frames: expected \(T, F"),
-        (D.rgbdiff_input, (torch.zeros(1, 1, 5, 8, 8, 3, dtype=torch.uint8),), "T, F, 6"),
-    ],
-)
-def test_visual_inputs_reject_wrong_shapes(function, args, message) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(ValueError, match=message):
-        function(*args, D.SpatialParams(8, 0, 0, 8, False), CONFIG)
-
-
-def test_config_rejects_a_window_longer_than_n_fft() -> None:
-    with pytest.raises(ValueError, match="more than n_fft"):
-        D.DataConfig.demo(stft_window_ms=100.0)
-    with pytest.raises(ValueError, match="unknown modalities"):
-        D.DataConfig(modalities=("depth",))
-
-
-# ------------------------------------------------------------------------------ dataset, collate
 def test_items_have_the_documented_keys_and_shapes(media: Path) -> None:
-    config = D.DataConfig.demo(
-        modalities=("rgb", "rgbdiff", "audio"), policy_modalities=("rgb", "rgbdiff")
-    )
+    config = D.DataConfig.demo(modalities=("rgb", "rgbdiff", "audio"))
     path = write_list(media, "one.txt", ["good.mp4 beta"])
     dataset = D.VideoDataset(path, media, config, train=True, classes=["alpha", "beta"])
     item = dataset[0]
@@ -326,6 +158,8 @@ def test_items_have_the_documented_keys_and_shapes(media: Path) -> None:
     assert item["audio"].shape == (t, 1, config.n_freq, config.n_time)
     assert item["policy_rgb"].shape == (t, config.policy_frames, 3, p, p)
     assert item["policy_rgbdiff"].shape == (t, config.policy_frames, 15, p, p)
+    for modality in ("rgb", "rgbdiff"):
+        assert item[modality].shape[2] == MODALITIES[modality].channels
     assert item["label"].dtype == torch.int64 and int(item["label"]) == 1
     assert (item["video_id"], item["skipped"], item["issues"]) == ("good.mp4", [], [])
 
@@ -336,6 +170,9 @@ def test_test_mode_is_deterministic_and_training_mode_is_not(media: Path) -> Non
     assert torch.equal(test_set[0]["rgb"], test_set[0]["rgb"])
     train_set = D.VideoDataset(path, media, CONFIG, train=True)
     assert any(not torch.equal(train_set[0]["rgb"], train_set[0]["rgb"]) for _ in range(5))
+    record = train_set.records[0]
+    seeded = [train_set.load(record, torch.Generator().manual_seed(4)) for _ in range(2)]
+    assert torch.equal(seeded[0]["rgb"], seeded[1]["rgb"])
 
 
 def test_collate_batches_items_and_informative_flags(media: Path, tmp_path: Path) -> None:
@@ -345,7 +182,8 @@ def test_collate_batches_items_and_informative_flags(media: Path, tmp_path: Path
         ' "informative": {"rgb": [true, false], "audio": [false, true]}}}}'
     )
     path = write_list(media, "two.txt", ["good.mp4 0", "good.mp4 1,2"])
-    dataset = D.VideoDataset(path, media, CONFIG, train=False, informative=sidecar)
+    config = D.DataConfig.demo(test_segments=5)
+    dataset = D.VideoDataset(path, media, config, train=False, informative=sidecar)
     assert dataset.multi_label and dataset.num_classes == 3
     batch = D.collate([dataset[0], dataset[1]])
     assert batch["rgb"].shape == (2, *dataset[0]["rgb"].shape)
@@ -476,12 +314,15 @@ def frame_folder(media: Path) -> Path:
 
 
 def test_frame_folder_layout_gives_rgb_flow_and_audio(frame_folder: Path) -> None:
-    config = D.DataConfig.demo(modalities=("rgb", "flow", "audio"), policy_modalities=())
+    config = D.DataConfig.demo(modalities=("rgb", "flow", "audio"))
     path = write_list(frame_folder, "list.txt", [f"clip 1 {NUM_FRAMES} 0"])
     item = D.VideoDataset(path, frame_folder, config, train=False)[0]
     t, f, s = config.test_segments, config.frames_per_segment, config.crop_size
     assert item["rgb"].shape == (t, f, 3, s, s)
     assert item["flow"].shape == (t, f, 10, s, s)
+    # The policy sees RGB differences in place of flow (AdaMML §4.1), built but not returned.
+    assert item["policy_rgbdiff"].shape == (t, config.policy_frames, 15, 48, 48)
+    assert "rgbdiff" not in item
     assert torch.allclose(item["flow"][:, :, 0::2], torch.tensor(200 / 127.5 - 1), atol=0.02)
     assert torch.allclose(item["flow"][:, :, 1::2], torch.tensor(60 / 127.5 - 1), atol=0.02)
     peaks = item["audio"][:, 0].mean(dim=2).argmax(dim=1)
@@ -515,7 +356,7 @@ def test_inspect_reports_videos_and_writes_a_png(
     media: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write_list(media, "inspect.txt", ["good.mp4 0", "silent_track.mp4 1", "corrupt.mp4 0"])
-    code = D.inspect_main(
+    code = inspect_main(
         [str(path), "--data-root", str(media), "--preset", "demo", "--out", str(tmp_path)]
     )
     out = capsys.readouterr().out
@@ -525,3 +366,31 @@ def test_inspect_reports_videos_and_writes_a_png(
     assert "SKIP corrupt.mp4" in out
     assert "2/3 videos load, 1 skipped" in out
     assert (tmp_path / "inspect.png").stat().st_size > 1000
+
+
+def test_inspect_runs_as_a_command_and_answers_a_bad_flag_in_one_line(media: Path) -> None:
+    path = write_list(media, "command.txt", ["good.mp4 0"])
+    command = [sys.executable, str(ROOT / "examples/adamml/data"), "inspect", str(path)]
+    command += ["--data-root", str(media), "--preset", "demo"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "1/1 videos load, 0 skipped" in done.stdout
+    bad = subprocess.run(
+        [*command, "--modalities", "rgb,foo"], capture_output=True, text=True, check=False
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert (
+        bad.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "--modalities: expected distinct names from ['rgb', 'rgbdiff', 'flow', 'audio'], "
+            "got ['rgb', 'foo']"
+        )
+    )
+
+
+def test_inspect_names_a_missing_data_root(media: Path, tmp_path: Path) -> None:
+    path = write_list(media, "inspect.txt", ["good.mp4 0"])
+    with pytest.raises(SystemExit) as exit_info:
+        inspect_main([str(path), "--data-root", str(tmp_path / "nowhere")])
+    assert exit_info.value.code == 2

@@ -116,7 +116,7 @@ def test_scene_states_are_visible_in_cheap_statistics() -> None:
 
 
 def test_demo_set_loads_with_informative_flags(demo: Path) -> None:
-    config = D.DataConfig.demo()
+    config = D.DataConfig.demo(test_segments=TINY.scenes)
     dataset = D.VideoDataset(
         demo / "val.txt", demo, config, train=False,
         classes=D.read_classes(demo / "classes.txt"), informative=demo / "informative.json",

@@ -13,6 +13,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "adamml"))
 
+import evaluate
 import make_dataset
 import train
 
@@ -34,7 +35,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run(root: Path, out: Path, *extra: str) -> None:
     argv = ["--preset", "tiny", "--data-root", str(root), "--out", str(out), "--workers", "0",
             "--device", "cpu", "--seed", "3", *STAGES, *extra]  # fmt: skip
-    train.main(train.parse_args(argv))
+    train.main(argv)
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -97,6 +98,10 @@ def test_metrics_log_one_line_per_epoch_with_the_annealed_temperature(whole: Pat
 
 def test_report_has_every_baseline_and_consistent_costs(whole: Path) -> None:
     report = json.loads((whole / "report.json").read_text())
+    assert report["metric"] == "top1"
+    # Every validation video is counted once in the per-class table (single-label data).
+    assert sum(row["videos"] for row in report["per_class"].values()) == report["videos"]
+    assert "## Per class" in (whole / "report.md").read_text()
     assert list(report["rows"]) == [
         "AdaMML", "AdaMML, no LSTM", "All modalities", "rgb only", "audio only",
         "Random policy (AdaMML's rates)",
@@ -116,3 +121,73 @@ def test_report_has_every_baseline_and_consistent_costs(whole: Path) -> None:
     for name in ("report.md", "accuracy_vs_gflops.png", "selection_map.png"):
         assert (whole / name).stat().st_size > 0
     assert "| AdaMML |" in (whole / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_damaged_checkpoint_falls_back_to_the_previous_one(
+    root: Path, whole: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "damaged"
+    with pytest.raises(SystemExit, match="stopped after 7 steps"):
+        run(root, out, "--no-evaluate", "--no-baselines", "--stop-after-steps", "7")
+    # The last completed epoch is joint 1 (position stage 2, epoch 1); the one before it, the
+    # warm-up (stage 2, epoch 0).
+    (out / "checkpoint.pt").write_bytes(b"not a zip file")
+    with pytest.warns(UserWarning, match="cannot read .*checkpoint.pt"):
+        run(root, out, "--no-evaluate", "--no-baselines", "--resume")
+    expected, resumed = weights(whole / "adamml.pt"), weights(out / "adamml.pt")
+    for key, value in expected.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, resumed[key]), key
+
+
+@pytest.mark.slow
+def test_stage_zero_alone_then_init_from_its_run(root: Path, tmp_path: Path) -> None:
+    first, second = tmp_path / "unimodal", tmp_path / "joint"
+    run(root, first, "--only-stages", "pretrain", "--no-evaluate")
+    assert (first / "pretrained.pt").exists() and not (first / "warmup.pt").exists()
+    run(root, second, "--init", str(first), "--only-stages", "warmup,joint,finetune",
+        "--no-baselines", "--joint-schedule", "alternate")  # fmt: skip
+    pretrained, warm = weights(first / "pretrained.pt"), weights(second / "warmup.pt")
+    # The warm-up started from stage 0's weights: the policy extractors (not trained in the
+    # warm-up) are still exactly stage 0's.
+    key = next(k for k in pretrained if k.startswith("policy_features.") and k.endswith("weight"))
+    assert torch.equal(pretrained[key], warm[key])
+    records = [json.loads(x) for x in (second / "metrics.jsonl").read_text().splitlines()]
+    joint = [r["trained"] for r in records if r["stage"] == "joint"]
+    assert joint == [["policy"], ["recognisers"]]  # alternating whole epochs, policy first
+    assert json.loads((second / "report.json").read_text())["rows"]["AdaMML"]["map"] >= 0
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--modalities", "rgb,foo"], "--modalities: expected distinct names"),
+        (["--lambdas", "rgb=abc"], "--lambdas: expected 'modality=number'"),
+        (["--lambdas", "flow=1"], "--lambdas: expected modalities from"),
+        (["--data-root", "/nonexistent"], "--data-root: expected a directory"),
+        (["--only-stages", "warm"], "--only-stages: expected names"),
+        (["--init", "/nonexistent.pt"], "--init: no such run directory or file"),
+    ],
+)
+def test_bad_flags_exit_with_one_line_naming_the_flag(
+    root: Path, flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        train.parse_args(["--data-root", str(root), *flags])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message in error and "Traceback" not in error
+
+
+def test_map_matches_a_hand_computation() -> None:
+    # Class 0: positives ranked 1st and 3rd -> AP = (1/1 + 2/3) / 2; class 1: the single
+    # positive ranked 2nd -> AP = 1/2; class 2 has no positive and is left out.
+    logits = torch.tensor([[0.9, 0.1, 0.0], [0.5, 0.3, 0.0], [0.2, 0.8, 0.0]])
+    labels = torch.tensor([0, 1, 0])
+    expected = ((1 + 2 / 3) / 2 + (1 / 2)) / 2
+    assert evaluate.mean_average_precision(logits, labels) == pytest.approx(expected)
+    multi_hot = torch.tensor([[1.0, 0, 0], [0, 1, 0], [1, 0, 0]])
+    assert evaluate.mean_average_precision(logits, multi_hot) == pytest.approx(expected)
+    assert evaluate.top1(logits, labels) == pytest.approx(1 / 3)
+    assert evaluate.top1(logits, multi_hot) == pytest.approx(1 / 3)

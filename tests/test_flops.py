@@ -66,8 +66,35 @@ def test_count_macs_leaves_modes_and_batchnorm_statistics_alone() -> None:
         assert torch.equal(tensor, before[name]), name
 
 
+class Seen(nn.Module):
+    """A layer that keeps what it was called with, and a plain tensor attribute (no buffer)."""
+
+    def __init__(self, reads_values: bool = False) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 3)
+        self.scale = torch.full((4,), 2.0)
+        self.reads_values = reads_values
+        self.seen: list[Tensor] = []
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.seen.append(x)
+        if self.reads_values and x.sum() > 1e9:
+            x = x * 0
+        out: Tensor = self.linear(x * self.scale)
+        return out
+
+
+def test_count_macs_runs_on_fake_tensors_and_for_real_only_when_values_are_read() -> None:
+    shapes_only = Seen()
+    assert count_macs(shapes_only, torch.randn(5, 4)) == 5 * 4 * 3
+    assert [type(x).__name__ for x in shapes_only.seen] == ["FakeTensor"]
+    reads = Seen(reads_values=True)
+    assert count_macs(reads, torch.randn(5, 4)) == 5 * 4 * 3
+    assert [type(x).__name__ for x in reads.seen] == ["FakeTensor", "Tensor"]
+
+
 def test_count_macs_rejects_non_module() -> None:
-    with pytest.raises(ValueError, match=r"module must be an nn\.Module"):
+    with pytest.raises(ValueError, match=r"module: expected an nn\.Module"):
         count_macs(torch.relu, torch.randn(2))  # type: ignore[arg-type]
 
 
@@ -90,8 +117,8 @@ def test_modality_costs_copies_and_orders() -> None:
         ({"rgb": True}, 0, r"recognition\['rgb'\].*True"),
         ({"rgb": 1}, -5, r"policy.*-5"),
         ({"rgb": 1}, 0.5, r"policy.*0.5"),
-        ({}, 0, r"recognition must be a non-empty mapping"),
-        ({1: 5}, 0, r"modality names, got 1"),
+        ({}, 0, r"recognition: expected a non-empty mapping"),
+        ({1: 5}, 0, r"recognition: expected modality names as keys, got 1"),
     ],
 )
 def test_modality_costs_rejects_bad_costs(recognition: Any, policy: Any, message: str) -> None:
@@ -102,7 +129,7 @@ def test_modality_costs_rejects_bad_costs(recognition: Any, policy: Any, message
 @pytest.mark.parametrize("order", [["rgb"], ["rgb", "audio", "flow"], ["rgb", "rgb"]])
 def test_as_tensor_rejects_wrong_modalities(order: list[str]) -> None:
     costs = ModalityCosts({"rgb": 10, "audio": 3})
-    with pytest.raises(ValueError, match=r"modalities must name each of \['audio', 'rgb'\]"):
+    with pytest.raises(ValueError, match=r"modalities: expected each of \['audio', 'rgb'\]"):
         costs.as_tensor(order)
 
 
@@ -148,10 +175,13 @@ def test_measure_uses_count_macs_per_module() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"inputs": {"rgb": torch.randn(1, 2)}}, r"inputs must have.*missing \['audio'\]"),
+        (
+            {"inputs": {"rgb": torch.randn(1, 2)}},
+            r"inputs: expected one entry per recognition.*missing \['audio'\]",
+        ),
         (
             {"policy": {"p": nn.Linear(2, 1)}, "policy_inputs": {"q": torch.randn(1, 2)}},
-            r"policy_inputs must have.*missing \['p'\], extra \['q'\]",
+            r"policy_inputs: expected.*missing \['p'\], extra \['q'\]",
         ),
         ({"policy": {"p": nn.Linear(2, 1)}}, r"policy_inputs.*missing \['p'\]"),
     ],
@@ -265,9 +295,9 @@ def test_expected_gflops_dtypes_and_gradient() -> None:
 @pytest.mark.parametrize(
     ("decisions", "message"),
     [
-        (torch.ones(2, 3), r"decisions must be a \(B, T, M=2\).*got \(2, 3\)"),
-        (torch.ones(2, 3, 3), r"modalities \['rgb', 'audio'\], got \(2, 3, 3\)"),
-        ([[[1, 0]]], r"decisions must be a \(B, T, M=2\).*list"),
+        (torch.ones(2, 3), r"decisions: expected \(B, T, M\), got shape \(2, 3\)"),
+        (torch.ones(2, 3, 3), r"modalities \['rgb', 'audio'\], got shape \(2, 3, 3\)"),
+        ([[[1, 0]]], r"decisions: expected a bool, integer or floating tensor.*got list"),
     ],
 )
 def test_expected_gflops_rejects_bad_decisions(decisions: Any, message: str) -> None:
@@ -276,7 +306,7 @@ def test_expected_gflops_rejects_bad_decisions(decisions: Any, message: str) -> 
 
 
 def test_expected_gflops_rejects_bad_costs_and_modalities() -> None:
-    with pytest.raises(ValueError, match="costs must be a ModalityCosts, got Tensor"):
+    with pytest.raises(ValueError, match="costs: expected a ModalityCosts, got Tensor"):
         expected_gflops(torch.ones(1, 1, 2), torch.ones(2))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"modalities must name each of"):
+    with pytest.raises(ValueError, match=r"modalities: expected each of"):
         expected_gflops(torch.ones(1, 1, 2), ModalityCosts({"rgb": 1, "audio": 1}), ["rgb", "x"])

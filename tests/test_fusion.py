@@ -2,7 +2,6 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from torch import nn
 
 from adagate.fusion import MaskedLateFusion, masked_late_fusion
 from adagate.gates import gumbel_sigmoid
@@ -113,11 +112,11 @@ def test_normalized_is_a_weighted_mean_of_the_selected_logits(shape, seed):
     torch.testing.assert_close(out[selected], constant[selected, 0, 0])
 
 
-@given(dims, seeds, st.booleans())
-def test_bool_and_float_decisions_agree(shape, seed, normalize):
+@given(dims, seeds, st.booleans(), st.sampled_from([torch.bool, torch.int64, torch.uint8]))
+def test_bool_integer_and_float_decisions_agree(shape, seed, normalize, dtype):
     logits, decisions, weights = make(shape, seed)
     torch.testing.assert_close(
-        masked_late_fusion(logits, decisions.bool(), weights, normalize=normalize),
+        masked_late_fusion(logits, decisions.to(dtype), weights, normalize=normalize),
         masked_late_fusion(logits, decisions, weights, normalize=normalize),
     )
 
@@ -178,12 +177,12 @@ def test_runs_under_autocast_with_gradients(normalize):
 @pytest.mark.parametrize(
     ("logits", "decisions", "weights", "match"),
     [
-        ((2, 3, 4), (2, 3, 2), (2,), r"logits must be \(B, T, M, C\), got shape \(2, 3, 4\)"),
-        ((2, 3, 2, 4), (2, 3), (2,), r"decisions must be .*\(2, 3, 2\).* got shape \(2, 3\)"),
-        ((2, 3, 2, 4), (2, 4, 2), (2,), r"decisions must be .* got shape \(2, 4, 2\)"),
-        ((2, 3, 2, 4), (1, 3, 2), (2,), r"decisions must be .* got shape \(1, 3, 2\)"),
-        ((2, 3, 2, 4), (2, 3, 2), (3,), r"weights must be \(M,\) = \(2,\).* got shape \(3,\)"),
-        ((2, 3, 2, 4), (2, 3, 2), (1, 2), r"weights must be .* got shape \(1, 2\)"),
+        ((2, 3, 4), (2, 3, 2), (2,), r"logits: expected \(B, T, M, C\), got shape \(2, 3, 4\)"),
+        ((2, 3, 2, 4), (2, 3), (2,), r"decisions: expected \(B, T, M\), got shape \(2, 3\)"),
+        ((2, 3, 2, 4), (2, 4, 2), (2,), r"decisions: expected .* got shape \(2, 4, 2\)"),
+        ((2, 3, 2, 4), (1, 3, 2), (2,), r"decisions: expected .* got shape \(1, 3, 2\)"),
+        ((2, 3, 2, 4), (2, 3, 2), (3,), r"weights: expected \(M,\) = \(2,\).* got shape \(3,\)"),
+        ((2, 3, 2, 4), (2, 3, 2), (1, 2), r"weights: expected .* got shape \(1, 2\)"),
     ],
 )
 def test_bad_shapes_raise(logits, decisions, weights, match):
@@ -191,17 +190,17 @@ def test_bad_shapes_raise(logits, decisions, weights, match):
         masked_late_fusion(torch.zeros(logits), torch.ones(decisions), torch.ones(weights))
 
 
-def test_integer_decisions_raise():
-    with pytest.raises(ValueError, match=r"decisions must be bool or floating point.*int64"):
+def test_complex_decisions_raise():
+    with pytest.raises(ValueError, match=r"decisions: expected a bool, integer or floating"):
         masked_late_fusion(
-            torch.zeros(1, 2, 2, 3), torch.ones(1, 2, 2, dtype=torch.long), torch.ones(2)
+            torch.zeros(1, 2, 2, 3), torch.ones(1, 2, 2, dtype=torch.complex64), torch.ones(2)
         )
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0])
 def test_normalize_with_non_positive_weight_raises(bad):
     weights = torch.tensor([1.0, bad])
-    with pytest.raises(ValueError, match=r"normalize=True needs positive weights"):
+    with pytest.raises(ValueError, match=r"weights: expected positive weights with normalize"):
         masked_late_fusion(torch.zeros(1, 2, 2, 3), torch.ones(1, 2, 2), weights, normalize=True)
     masked_late_fusion(torch.zeros(1, 2, 2, 3), torch.ones(1, 2, 2), weights)
 
@@ -213,34 +212,44 @@ def test_module_matches_functional(normalize):
     logits, decisions = logits.float(), decisions.float()
     torch.testing.assert_close(
         fusion(logits, decisions),
-        masked_late_fusion(logits, decisions, torch.ones(3), normalize=normalize),
+        masked_late_fusion(logits, decisions, torch.full((3,), 1 / 3), normalize=normalize),
     )
 
 
-def test_module_learnable_weights_start_at_one_and_get_gradients():
+def test_module_starts_as_an_average_and_its_weights_get_gradients():
     fusion = MaskedLateFusion(["rgb", "audio"])
-    assert isinstance(fusion.weights, nn.Parameter)
-    assert torch.equal(fusion.weights.detach(), torch.ones(2))
-    assert [name for name, _ in fusion.named_parameters()] == ["weights"]
+    torch.testing.assert_close(fusion.weights, torch.full((2,), 0.5))
+    assert [name for name, _ in fusion.named_parameters()] == ["weight_logits"]
     fusion(torch.randn(2, 3, 2, 4), torch.ones(2, 3, 2)).sum().backward()
-    assert fusion.weights.grad is not None
-    assert (fusion.weights.grad != 0).all()
+    assert fusion.weight_logits.grad is not None
+    assert (fusion.weight_logits.grad != 0).all()
+
+
+@given(steps=st.lists(st.floats(-50, 50), min_size=3, max_size=3))
+def test_module_weights_stay_positive_and_sum_to_one_whatever_the_optimiser_does(steps):
+    fusion = MaskedLateFusion(["rgb", "audio", "flow"], normalize=True)
+    with torch.no_grad():
+        fusion.weight_logits.add_(torch.tensor(steps))
+    assert bool((fusion.weights > 0).all())
+    torch.testing.assert_close(fusion.weights.sum(), torch.tensor(1.0))
+    assert torch.isfinite(fusion(torch.randn(1, 2, 3, 4), torch.ones(1, 2, 3))).all()
 
 
 def test_module_fixed_weights_are_a_saved_buffer():
     fusion = MaskedLateFusion(["rgb", "audio"], learnable=False)
     assert list(fusion.parameters()) == []
-    assert torch.equal(fusion.state_dict()["weights"], torch.ones(2))
+    assert torch.equal(fusion.state_dict()["weight_logits"], torch.zeros(2))
+    torch.testing.assert_close(fusion.weights, torch.full((2,), 0.5))
     assert fusion.modalities == ("rgb", "audio")
 
 
 @pytest.mark.parametrize("modalities", [[], ["rgb", "rgb"]])
 def test_module_bad_modalities_raise(modalities):
-    with pytest.raises(ValueError, match=r"modalities must be non-empty and unique"):
+    with pytest.raises(ValueError, match=r"modalities: expected non-empty unique names"):
         MaskedLateFusion(modalities)
 
 
 def test_module_wrong_modality_count_raises():
     fusion = MaskedLateFusion(["rgb", "audio"])
-    with pytest.raises(ValueError, match=r"weights must be \(M,\) = \(3,\)"):
+    with pytest.raises(ValueError, match=r"weights: expected \(M,\) = \(3,\)"):
         fusion(torch.zeros(1, 2, 3, 4), torch.ones(1, 2, 3))

@@ -56,13 +56,34 @@ def test_matches_loop_reference(shape, seed, gamma):
     assert float(loss) == pytest.approx(loop_reference(decisions, correct, lambdas, gamma))
 
 
-@given(dims, seeds, gammas)
-def test_bool_decisions_and_list_lambdas_agree(shape, seed, gamma):
+@given(dims, seeds, gammas, st.sampled_from([torch.bool, torch.int64, torch.uint8]))
+def test_bool_or_integer_decisions_and_list_lambdas_agree(shape, seed, gamma, dtype):
     decisions, correct, lambdas = make(shape, seed)
     torch.testing.assert_close(
-        efficiency_loss(decisions.bool(), correct, lambdas.tolist(), gamma),
+        efficiency_loss(decisions.to(dtype), correct, lambdas.tolist(), gamma),
         efficiency_loss(decisions, correct, lambdas, gamma).float(),
     )
+
+
+@given(dims, seeds, gammas, st.integers(1, 3))
+def test_segment_axes_between_b_and_m_count_as_one(shape, seed, gamma, split):
+    # (B, T, M) with T = split · S read as (B, split, S, M), and (B, M) as (B, 1, M): the
+    # segments of a video are every axis between B and M, however they are laid out.
+    decisions, correct, lambdas = make((shape[0], shape[1] * split, shape[2]), seed)
+    nested = decisions.unflatten(1, (split, shape[1]))
+    torch.testing.assert_close(
+        efficiency_loss(nested, correct, lambdas, gamma),
+        efficiency_loss(decisions, correct, lambdas, gamma),
+    )
+    torch.testing.assert_close(
+        efficiency_loss(decisions[:, 0], correct, lambdas, gamma),
+        efficiency_loss(decisions[:, :1], correct, lambdas, gamma),
+    )
+    costs = lambdas + 0.01
+    per_video = 0.5 * decisions.shape[1] * float(costs.sum())
+    flat, split_budget = (BudgetLoss(costs, per_video, initial_multiplier=1.0) for _ in range(2))
+    torch.testing.assert_close(split_budget(nested), flat(decisions))
+    assert split_budget.multiplier == flat.multiplier
 
 
 @given(dims, seeds, gammas)
@@ -131,22 +152,23 @@ def test_gradient_reaches_gate_logits_of_correct_videos_only():
 @pytest.mark.parametrize(
     ("decisions", "correct", "lambdas", "gamma", "match"),
     [
-        (torch.ones(2, 3), torch.ones(2, dtype=torch.bool), [1.0], 1.0, r"decisions must be"),
-        (torch.ones(2, 3, 2, dtype=torch.long), torch.ones(2, dtype=torch.bool), [1.0, 1.0], 1.0,
-         r"decisions must be bool or floating point"),
+        (torch.ones(2), torch.ones(2, dtype=torch.bool), [1.0], 1.0,
+         r"decisions: expected \(B, ..., M\), got shape \(2,\)"),
+        (torch.ones(2, 3, 2, dtype=torch.complex64), torch.ones(2, dtype=torch.bool), [1.0, 1.0],
+         1.0, r"decisions: expected a bool, integer or floating tensor"),
         (torch.ones(2, 3, 2), torch.ones(3, dtype=torch.bool), [1.0, 1.0], 1.0,
-         r"correct must be .*\(2,\), got shape \(3,\)"),
-        (torch.ones(2, 3, 2), torch.ones(2), [1.0, 1.0], 1.0, r"correct must be a bool.*float"),
+         r"correct: expected .*\(2,\), got shape \(3,\)"),
+        (torch.ones(2, 3, 2), torch.ones(2), [1.0, 1.0], 1.0, r"correct: expected a bool.*float"),
         (torch.ones(2, 3, 2), torch.ones(2, dtype=torch.bool), [1.0], 1.0,
-         r"lambdas must be \(M,\) = \(2,\), got shape \(1,\)"),
+         r"lambdas: expected \(M,\) = \(2,\), got shape \(1,\)"),
         (torch.ones(2, 3, 2), torch.ones(2, dtype=torch.bool), [1.0, -0.1], 1.0,
-         r"lambdas must be finite and non-negative"),
+         r"lambdas: expected finite non-negative values"),
         (torch.ones(2, 3, 2), torch.ones(2, dtype=torch.bool), [1.0, float("nan")], 1.0,
-         r"lambdas must be finite and non-negative"),
+         r"lambdas: expected finite non-negative values"),
         (torch.ones(2, 3, 2), torch.ones(2, dtype=torch.bool), [1.0, 1.0], -1.0,
-         r"gamma must be non-negative, got -1.0"),
+         r"gamma: expected a non-negative number, got -1.0"),
         (torch.ones(2, 3, 2), torch.ones(2, dtype=torch.bool), [1.0, 1.0], float("nan"),
-         r"gamma must be non-negative, got nan"),
+         r"gamma: expected a non-negative number, got nan"),
     ],
 )  # fmt: skip
 def test_efficiency_loss_bad_inputs_raise(decisions, correct, lambdas, gamma, match):
@@ -321,15 +343,15 @@ def test_losses_run_under_autocast_with_gradients():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"costs": [[1.0, 2.0]], "target": 0.5}, r"costs must be \(M,\), got shape \(1, 2\)"),
-        ({"costs": [1.0, -2.0], "target": 0.5}, r"costs must be finite and non-negative"),
-        ({"costs": [0.0, 0.0], "target": 0.5}, r"costs must have a positive entry"),
-        ({"costs": COSTS, "target": 0.0}, r"target must be positive, got 0.0"),
+        ({"costs": [[1.0, 2.0]], "target": 0.5}, r"costs: expected \(M,\), got shape \(1, 2\)"),
+        ({"costs": [1.0, -2.0], "target": 0.5}, r"costs: expected finite non-negative values"),
+        ({"costs": [0.0, 0.0], "target": 0.5}, r"costs: expected a positive entry"),
+        ({"costs": COSTS, "target": 0.0}, r"target: expected a positive cost, got 0.0"),
         ({"costs": COSTS, "target": 1.5, "relative": True},
-         r"target must be in \(0, 1\] when relative=True, got 1.5"),
-        ({"costs": COSTS, "target": 0.5, "step_size": 0.0}, r"step_size must be positive"),
+         r"target: expected a fraction in \(0, 1\] with relative=True, got 1.5"),
+        ({"costs": COSTS, "target": 0.5, "step_size": 0.0}, r"step_size: expected a positive"),
         ({"costs": COSTS, "target": 0.5, "initial_multiplier": -1.0},
-         r"initial_multiplier must be non-negative"),
+         r"initial_multiplier: expected a non-negative number"),
     ],
 )  # fmt: skip
 def test_budget_loss_bad_arguments_raise(kwargs, match):
@@ -340,9 +362,9 @@ def test_budget_loss_bad_arguments_raise(kwargs, match):
 @pytest.mark.parametrize(
     ("decisions", "match"),
     [
-        (torch.ones(2, 4), r"decisions must be \(B, T, M\), got shape \(2, 4\)"),
-        (torch.ones(2, 4, 2), r"decisions must be \(B, T, M\) with M = 3 .* got shape \(2, 4, 2\)"),
-        (torch.ones(2, 4, 3, dtype=torch.int32), r"decisions must be bool or floating point"),
+        (torch.ones(3), r"decisions: expected \(B, ..., M\), got shape \(3,\)"),
+        (torch.ones(2, 4, 2), r"decisions: expected \(B, ..., M\) with M = 3 .* shape \(2, 4, 2\)"),
+        (torch.ones(2, 4, 3, dtype=torch.complex64), r"decisions: expected a bool, integer"),
     ],
 )
 def test_budget_loss_bad_decisions_raise(decisions, match):

@@ -32,7 +32,7 @@ def run_steps(policy, features, seed, state=None):
     segments = next(iter(features.values())).shape[1]
     outs = []
     for t in range(segments):
-        out = policy.step({k: v[:, t] for k, v in features.items()}, state, generator)
+        out = policy.step({k: v[:, t] for k, v in features.items()}, state, generator=generator)
         state = out.state
         outs.append(out)
     decisions = torch.stack([out.decisions for out in outs], 1)
@@ -104,7 +104,7 @@ def test_forward_continues_from_state_like_one_long_call(config, split):
     if split == config["segments"]:
         assert torch.equal(first.decisions, whole.decisions)
         return
-    rest = policy({k: v[:, split:] for k, v in features.items()}, first.state, generator)
+    rest = policy({k: v[:, split:] for k, v in features.items()}, first.state, generator=generator)
     assert torch.equal(torch.cat([first.decisions, rest.decisions], 1), whole.decisions)
 
 
@@ -173,8 +173,15 @@ def test_always_on_modality_is_one_without_head_or_gradient_and_is_fed_back():
 def test_state_may_be_a_plain_tuple():
     policy = make_policy()
     out = policy(GOOD)
-    again = policy(GOOD, tuple(out.state), torch.Generator().manual_seed(0))
+    again = policy(GOOD, tuple(out.state), generator=torch.Generator().manual_seed(0))
     assert again.decisions.shape == (2, 3, 2)
+
+
+def test_generator_is_keyword_only():
+    policy = make_policy()
+    for call, features in ((policy, GOOD), (policy.step, {k: v[:, 0] for k, v in GOOD.items()})):
+        with pytest.raises(TypeError):
+            call(features, None, torch.Generator())
 
 
 def test_lstm_reads_previous_decisions():
@@ -283,11 +290,11 @@ GOOD = {"rgb": torch.randn(2, 3, 6), "audio": torch.randn(2, 3, 4)}
         ({**GOOD, "flow": torch.randn(2, 3, 1)}, r"extra \['flow'\]"),
         (
             {**GOOD, "audio": torch.randn(2, 4)},
-            r"features\['audio'\] must be \(B, T, D\).*\(2, 4\)",
+            r"features\['audio'\]: expected \(B, T, D\).*\(2, 4\)",
         ),
         ({**GOOD, "rgb": torch.randn(2, 3, 5)}, r"features\['rgb'\].*D = 6.*\(2, 3, 5\)"),
-        ({**GOOD, "audio": torch.randn(3, 3, 4)}, r"agree on B, T.*'audio': \(3, 3, 4\)"),
-        ({**GOOD, "audio": torch.randn(2, 2, 4)}, r"agree on B, T.*'rgb': \(2, 3, 6\)"),
+        ({**GOOD, "audio": torch.randn(3, 3, 4)}, r"features: expected one.*'audio': \(3, 3, 4\)"),
+        ({**GOOD, "audio": torch.randn(2, 2, 4)}, r"features: expected one.*'rgb': \(2, 3, 6\)"),
         ({"rgb": torch.randn(2, 0, 6), "audio": torch.randn(2, 0, 4)}, r"T >= 1"),
         ({**GOOD, "audio": [1.0]}, r"features\['audio'\].*list"),
     ],
@@ -298,23 +305,23 @@ def test_bad_features_raise_value_error(features, match):
 
 
 def test_bad_step_features_raise_value_error():
-    with pytest.raises(ValueError, match=r"features\['rgb'\] must be \(B, D\).*\(2, 3, 6\)"):
+    with pytest.raises(ValueError, match=r"features\['rgb'\]: expected \(B, D\).*\(2, 3, 6\)"):
         make_policy().step(GOOD)
 
 
 def test_features_must_be_a_mapping():
-    with pytest.raises(ValueError, match="mapping"):
+    with pytest.raises(ValueError, match="features: expected a mapping"):
         make_policy()([GOOD["rgb"], GOOD["audio"]])
 
 
 def test_bad_state_raises_value_error():
     policy = make_policy()
     zeros = torch.zeros(2, 5)
-    with pytest.raises(ValueError, match=r"state must be.*\(2, 3\)"):
+    with pytest.raises(ValueError, match=r"state: expected.*\(2, 3\)"):
         policy(GOOD, PolicyState(zeros, zeros, torch.zeros(2, 3)))
-    with pytest.raises(ValueError, match=r"state must be.*got \(\(2, 5\), \(2, 5\)\)"):
+    with pytest.raises(ValueError, match=r"state: expected.*got \(\(2, 5\), \(2, 5\)\)"):
         policy(GOOD, (zeros, zeros))
-    with pytest.raises(ValueError, match="recurrent=False"):
+    with pytest.raises(ValueError, match="state: expected None when recurrent=False"):
         make_policy(recurrent=False)(GOOD, PolicyState(zeros, zeros, torch.zeros(2, 2)))
 
 
@@ -322,12 +329,12 @@ def test_bad_state_raises_value_error():
     ("kwargs", "match"),
     [
         ({"feature_dims": {}}, "at least one modality"),
-        ({"feature_dims": {"rgb": 0}}, "rgb must be a positive size, got 0"),
+        ({"feature_dims": {"rgb": 0}}, "rgb: expected a positive size, got 0"),
         ({"hidden_size": 0}, "hidden_size"),
         ({"mlp_sizes": (4, -1)}, r"mlp_sizes\[1\]"),
-        ({"always_on": ("depth",)}, r"\['depth'\] are not modalities"),
-        ({"always_on": ("rgb", "audio")}, "nothing left to decide"),
-        ({"initial_on_probability": 1.0}, r"\(0, 1\)"),
+        ({"always_on": ("depth",)}, r"always_on: expected names of modalities.*got \['depth'\]"),
+        ({"always_on": ("rgb", "audio")}, "always_on: expected at least one modality left"),
+        ({"initial_on_probability": 1.0}, r"initial_on_probability: expected a value in \(0, 1\)"),
         ({"eval_mode": "random"}, "eval_mode"),
         ({"tau": 0.0}, "tau"),
     ],

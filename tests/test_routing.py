@@ -1,17 +1,22 @@
 from __future__ import annotations
 
 import copy
+import datetime
+import socket
 from collections import namedtuple
 from typing import Any
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from hypothesis import given
 from hypothesis import strategies as st
 from torch import Tensor, nn
 from torch._subclasses.fake_tensor import FakeTensor
 
 from adagate.flops import count_macs
+from adagate.fusion import masked_late_fusion
 from adagate.routing import route_segments, run_selected
 
 masks = st.integers(0, 9).flatmap(lambda n: st.lists(st.booleans(), min_size=n, max_size=n))
@@ -197,14 +202,13 @@ def test_count_macs_counts_only_selected_rows(mask_list: list[bool]) -> None:
     ("mask", "message"),
     [
         (torch.ones(3, dtype=torch.bool), r"shape \(4,\).*shape \(3,\)"),
-        (torch.ones(4), r"torch.float32"),
-        (torch.ones(4, dtype=torch.long), r"torch.int64"),
+        (torch.ones(4, dtype=torch.complex64), r"torch.complex64"),
         (torch.ones(4, 1, dtype=torch.bool), r"shape \(4, 1\)"),
         ([True] * 4, r"list"),
     ],
 )
 def test_bad_mask_raises(mask: Any, message: str) -> None:
-    with pytest.raises(ValueError, match=r"mask.*" + message):
+    with pytest.raises(ValueError, match=r"mask: expected.*" + message):
         run_selected(nn.Linear(2, 2), torch.randn(4, 2), mask)
 
 
@@ -223,7 +227,7 @@ def test_bad_inputs_raise(inputs: Any) -> None:
 
 
 def test_module_must_be_a_module() -> None:
-    with pytest.raises(ValueError, match=r"module must be an nn\.Module, got function"):
+    with pytest.raises(ValueError, match=r"module: expected an nn\.Module, got function"):
         run_selected(lambda x: x, torch.randn(2, 2), torch.ones(2, dtype=torch.bool))
 
 
@@ -252,8 +256,24 @@ def test_data_dependent_module_with_no_row_selected_raises_clearly() -> None:
         def forward(self, x: Tensor) -> Tensor:
             return x * x.abs().max().item()
 
-    with pytest.raises(RuntimeError, match="ItemScaled could not be inferred on fake tensors"):
+    with pytest.raises(RuntimeError, match=r"ItemScaled cannot be inferred.*pass example_output"):
         run_selected(ItemScaled(), torch.randn(3, 2), torch.zeros(3, dtype=torch.bool))
+    example = {"scaled": torch.empty(0, 2, dtype=torch.float64)}
+
+    class Named(ItemScaled):
+        def forward(self, x: Tensor) -> Any:
+            return {"scaled": super().forward(x)}
+
+    out = run_selected(Named(), torch.randn(3, 2), torch.zeros(3), -1.0, example_output=example)
+    assert out["scaled"].dtype == torch.float64
+    torch.testing.assert_close(out["scaled"], torch.full((3, 2), -1.0, dtype=torch.float64))
+
+
+def test_example_output_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"example_output: expected tensors of >= 1 dims"):
+        run_selected(
+            nn.Identity(), torch.randn(3, 2), torch.zeros(3), example_output=torch.ones(())
+        )
 
 
 def test_no_row_output_is_inferred_once_per_signature() -> None:
@@ -311,13 +331,96 @@ def test_route_segments_follows_the_order_of_modalities() -> None:
 
 def test_route_segments_rejects_bad_input() -> None:
     modules, inputs = _two_modalities()
-    with pytest.raises(ValueError, match=r"decisions must be \(B, T, M\) with M = 2"):
+    with pytest.raises(ValueError, match=r"decisions: expected \(B, T, M\) with M = 2"):
         route_segments(modules, inputs, torch.ones(3, 4, 3), ["rgb", "audio"])
-    with pytest.raises(ValueError, match=r"modalities \['flow'\] need both a module and an input"):
+    with pytest.raises(ValueError, match=r"modalities: expected each.*got \['flow'\]"):
         route_segments(modules, inputs, torch.ones(3, 4, 2), ["rgb", "flow"])
     short = {**inputs, "audio": inputs["audio"][:, :2]}
-    with pytest.raises(ValueError, match=r"inputs\['audio'\] must start with \(B, T\) = \(3, 4\)"):
+    with pytest.raises(ValueError, match=r"inputs\['audio'\]: expected.*\(B, T\) = \(3, 4\)"):
         route_segments(modules, short, torch.ones(3, 4, 2), ["rgb", "audio"])
     wide = {**modules, "audio": nn.Linear(2, 5).double()}
-    with pytest.raises(ValueError, match="outputs of one shape"):
+    with pytest.raises(ValueError, match="modules: expected outputs of one shape"):
         route_segments(wide, inputs, torch.ones(3, 4, 2), ["rgb", "audio"])
+
+
+@given(
+    values=st.lists(st.sampled_from([0.0, 0.25, 1.0, -1.0, 2.0]), min_size=1, max_size=8),
+    dtype=st.sampled_from([torch.float32, torch.float64, torch.int64, torch.uint8, torch.bool]),
+)
+def test_a_row_is_selected_where_its_decision_is_nonzero_in_every_dtype(
+    values: list[float], dtype: torch.dtype
+) -> None:
+    mask = torch.tensor(values).abs().to(dtype)
+    x = torch.randn(len(values), 4, dtype=torch.float64)
+    torch.testing.assert_close(
+        run_selected(_linear(), x, mask), run_selected(_linear(), x, mask != 0)
+    )
+
+
+@given(levels=st.lists(st.sampled_from([0.0, 0.3, 1.0]), min_size=24, max_size=24))
+def test_routing_never_changes_the_fused_logits_even_for_soft_decisions(
+    levels: list[float],
+) -> None:
+    modules, inputs = _two_modalities()
+    decisions = torch.tensor(levels, dtype=torch.float64).reshape(3, 4, 2)
+    weights = torch.tensor([0.7, 0.3], dtype=torch.float64)
+    fused = [
+        masked_late_fusion(route_segments(modules, inputs, decisions, modalities, route=route),
+                           decisions, weights)
+        for modalities in [("rgb", "audio")]
+        for route in (True, False)
+    ]
+    torch.testing.assert_close(fused[0], fused[1])
+
+
+class CollectiveNorm(nn.SyncBatchNorm):
+    """SyncBatchNorm's contract on CPU: every training forward joins an all-reduce of the
+    batch statistics (torch's SyncBatchNorm itself needs a GPU), with zero rows allowed."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        stats = torch.stack([x.sum(0), (x * x).sum(0), x.new_full((x.shape[1],), x.shape[0])])
+        dist.all_reduce(stats)
+        mean = stats[0] / stats[2]
+        var = stats[1] / stats[2] - mean * mean
+        return (x - mean) / (var + self.eps).sqrt() * self.weight + self.bias
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _routed_step(rank: int, port: int) -> None:
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=2,
+        timeout=datetime.timedelta(seconds=60),
+    )
+    try:
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(4, 3), CollectiveNorm(3)).train()
+        mask = torch.tensor([True, True, False]) if rank == 0 else torch.zeros(3, dtype=torch.bool)
+        out = run_selected(net, torch.randn(3, 4), mask)
+        assert out.shape == (3, 3)
+        assert bool((out[~mask] == 0).all())
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_rank_with_no_row_still_joins_the_sync_batchnorm_collective() -> None:
+    # Without the empty-batch call, rank 0 would wait in all_reduce for rank 1 until the
+    # process group's timeout; the join below fails well before that would pass silently.
+    context = mp.start_processes(
+        _routed_step, args=(_free_port(),), nprocs=2, join=False, start_method="spawn"
+    )
+    deadline = 90.0
+    start = datetime.datetime.now()
+    while not context.join(timeout=1.0):
+        if (datetime.datetime.now() - start).total_seconds() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"routed SyncBatchNorm step did not finish in {deadline:.0f} s: a hang")

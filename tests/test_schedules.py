@@ -57,19 +57,19 @@ def test_state_dict_round_trip(schedule: ExponentialDecay) -> None:
 
 
 def test_bad_parameters_are_rejected() -> None:
-    with pytest.raises(ValueError, match="rate"):
+    with pytest.raises(ValueError, match="rate: expected"):
         ExponentialDecay(rate=1.5)
-    with pytest.raises(ValueError, match="start"):
+    with pytest.raises(ValueError, match="start: expected"):
         ExponentialDecay(start=0.0)
-    with pytest.raises(ValueError, match="minimum"):
+    with pytest.raises(ValueError, match="minimum: expected"):
         ExponentialDecay(minimum=-1.0)
-    with pytest.raises(ValueError, match="epochs"):
+    with pytest.raises(ValueError, match="epochs: expected"):
         CosineDecay(epochs=0)
-    with pytest.raises(ValueError, match="end"):
+    with pytest.raises(ValueError, match="end: expected"):
         LinearDecay(end=math.nan)
-    with pytest.raises(ValueError, match="epoch must be >= 0"):
+    with pytest.raises(ValueError, match="epoch: expected a number >= 0"):
         ExponentialDecay()(-1)
-    with pytest.raises(ValueError, match="rate"):
+    with pytest.raises(ValueError, match="rate: expected"):
         ExponentialDecay().load_state_dict({"start": 1.0, "rate": 2.0, "minimum": 0.0})
 
 

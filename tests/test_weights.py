@@ -59,11 +59,13 @@ def test_state_dict_keys_and_shapes_are_torchvision_s(arch: str) -> None:
 
 
 @pytest.mark.parametrize("arch", sorted(OURS))
-def test_loads_a_torchvision_state_dict_key_for_key(arch: str, tmp_path: Path) -> None:
+def test_every_builder_with_its_defaults_loads_a_torchvision_checkpoint_key_for_key(
+    arch: str, tmp_path: Path
+) -> None:
     state = torchvision_like_state_dict(arch)
     path = tmp_path / f"{arch}.pth"
     torch.save(state, path)
-    model = load_torchvision_weights(OURS[arch](num_classes=1000), path)
+    model = load_torchvision_weights(OURS[arch](), path)
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, state[key], rtol=0, atol=0, msg=key)
 

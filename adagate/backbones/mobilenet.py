@@ -200,19 +200,26 @@ class MobileNetV2(nn.Module):
 
 def mobilenet_v2(
     in_channels: int = 3,
-    num_classes: int | None = None,
+    num_classes: int | None = 1000,
     width_mult: float = 1.0,
     temporal_pool: bool = True,
+    dropout: float = 0.2,
 ) -> MobileNetV2:
     """MobileNetV2 builder; AdaMML uses it for audio (``in_channels=1``) and in the policy.
 
     Args:
         in_channels: input channels (1 audio spectrogram, 3 RGB, 15 RGB difference).
-        num_classes: classifier size, or ``None`` (the default) for ``(N, 1280)`` features.
+        num_classes: classifier size (1000, torchvision's ImageNet head, by default), or
+            ``None`` for ``(N, 1280)`` features, as the policy's feature extractors use it.
         width_mult: channel multiplier.
         temporal_pool: max-pool over time before the 14x14 and 7x7 stages.
+        dropout: dropout before the classifier.
 
     Returns:
         The network; ``x: (N, F, C, H, W)`` or ``(N, C, H, W)`` -> ``(N, num_classes)``.
+
+    Example:
+        >>> mobilenet_v2(15, None)(torch.randn(1, 4, 15, 64, 64)).shape
+        torch.Size([1, 1280])
     """
-    return MobileNetV2(in_channels, num_classes, width_mult, temporal_pool)
+    return MobileNetV2(in_channels, num_classes, width_mult, temporal_pool, dropout)

@@ -147,7 +147,9 @@ def load_torchvision_weights(
             else ""
         )
         raise ValueError(
-            f"path_or_state_dict does not fit {type(model).__name__}: " + "; ".join(problems) + hint
+            f"path_or_state_dict: expected a state_dict that fits {type(model).__name__}, got "
+            + "; ".join(problems)
+            + hint
         )
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
     return model

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
+from modalities import MODALITIES, parse_modalities
 from torch import Tensor, nn
 
 from adagate.backbones.mobilenet import mobilenet_v2
@@ -34,18 +35,6 @@ from adagate.flops import ModalityCosts
 from adagate.fusion import MaskedLateFusion
 from adagate.policy import MultiModalPolicy
 from adagate.routing import route_segments
-
-# Input channels per frame of each recognition modality (AdaMML §4.1, supplementary B).
-CHANNELS = {"rgb": 3, "rgbdiff": 15, "flow": 10, "audio": 1}
-# Which batch entry the policy reads for each modality: it sees RGB and the spectrogram as the
-# recognisers do (at low resolution), and RGB differences as the cheap proxy for optical flow
-# (AdaMML §4.1: "we utilize RGB frame difference as a proxy to flow in our policy network").
-POLICY_INPUT = {
-    "rgb": "policy_rgb",
-    "rgbdiff": "policy_rgbdiff",
-    "flow": "policy_rgbdiff",
-    "audio": "audio",
-}
 
 
 def tsn_resnet10(
@@ -238,7 +227,7 @@ class AdaMML(nn.Module):
 
     Shape:
         batch: ``{m: (B, T, ...)}`` for every modality ``m`` and every policy input in
-        :data:`POLICY_INPUT` → :class:`AdaMMLOutput`.
+        ``modalities.MODALITIES`` → :class:`AdaMMLOutput`.
 
     Raises:
         ValueError: for an unknown or repeated modality.
@@ -252,12 +241,7 @@ class AdaMML(nn.Module):
         recurrent: bool = True,
     ) -> None:
         super().__init__()
-        modalities = tuple(modalities)
-        unknown = [m for m in modalities if m not in CHANNELS]
-        if unknown or not modalities or len(set(modalities)) != len(modalities):
-            raise ValueError(
-                f"modalities must be distinct names from {list(CHANNELS)}, got {list(modalities)}"
-            )
+        modalities = parse_modalities(modalities)
         self.modalities = modalities
         self.num_classes = num_classes
         self.recognisers = nn.ModuleDict(
@@ -266,7 +250,7 @@ class AdaMML(nn.Module):
         self.policy_features = nn.ModuleDict(
             {
                 m: _PolicyFeatures(
-                    CHANNELS["rgbdiff" if m == "flow" else m],
+                    MODALITIES[MODALITIES[m].policy_source or m].channels,
                     preset.policy_width,
                     preset.policy_audio_pool if m == "audio" else 1,
                 )
@@ -292,14 +276,14 @@ class AdaMML(nn.Module):
         """Run the policy on a batch: ``(B, T, M)`` decisions (sampled in training).
 
         Args:
-            batch: policy inputs ``{POLICY_INPUT[m]: (B, T, ...)}``.
+            batch: policy inputs ``{MODALITIES[m].policy_key: (B, T, ...)}``.
 
         Returns:
             ``(B, T, M)`` decisions in ``{0, 1}`` with straight-through gradients.
         """
         features = {}
         for m, extractor in self.policy_features.items():
-            x = batch[POLICY_INPUT[m]]
+            x = batch[MODALITIES[m].policy_key]
             features[m] = extractor(x.flatten(0, 1)).unflatten(0, x.shape[:2])
         decisions: Tensor = self.policy(features).decisions
         return decisions
@@ -336,7 +320,7 @@ class AdaMML(nn.Module):
             x = batch[m]
             videos.append(recogniser(x.flatten(0, 1)).unflatten(0, x.shape[:2]).mean(1))
         for m, extractor in self.policy_features.items():
-            x = batch[POLICY_INPUT[m]]
+            x = batch[MODALITIES[m].policy_key]
             features = extractor(x.flatten(0, 1)).unflatten(0, x.shape[:2])
             videos.append(self.policy_heads[m](features).mean(1))
         return torch.stack(videos, dim=1)
@@ -380,9 +364,11 @@ def recognition_backbone(modality: str, num_classes: int, preset: Preset) -> nn.
     Returns:
         ``(N, F, C, H, W)`` or ``(N, 1, n_freq, n_time)`` → ``(N, num_classes)``.
     """
-    if modality == "audio":
-        return mobilenet_v2(1, num_classes, width_mult=preset.audio_width, temporal_pool=False)
-    return VISUAL_BACKBONES[preset.visual_backbone](CHANNELS[modality], num_classes)
+    channels = MODALITIES[modality].channels
+    if not MODALITIES[modality].visual:
+        return mobilenet_v2(channels, num_classes, width_mult=preset.audio_width,
+                            temporal_pool=False)  # fmt: skip
+    return VISUAL_BACKBONES[preset.visual_backbone](channels, num_classes)
 
 
 def all_on(batch: Mapping[str, Tensor], model: AdaMML) -> Tensor:
@@ -413,13 +399,16 @@ def example_batch(config: Any, modalities: Sequence[str], segments: int = 1) -> 
     policy_frames, policy_size = config.policy_frames, config.policy_size
     batch = {}
     for m in modalities:
-        if m == "audio":
-            batch["audio"] = torch.zeros(1, segments, 1, config.n_freq, config.n_time)
-        else:
-            batch[m] = torch.zeros(1, segments, frames, CHANNELS[m], size, size)
-            key = POLICY_INPUT[m]
-            channels = CHANNELS[key.removeprefix("policy_")]
-            batch[key] = torch.zeros(1, segments, policy_frames, channels, policy_size, policy_size)
+        modality = MODALITIES[m]
+        if not modality.visual:
+            batch[m] = torch.zeros(1, segments, modality.channels, config.n_freq, config.n_time)
+            continue
+        batch[m] = torch.zeros(1, segments, frames, modality.channels, size, size)
+        if modality.policy_source is not None:
+            channels = MODALITIES[modality.policy_source].channels
+            batch[modality.policy_key] = torch.zeros(
+                1, segments, policy_frames, channels, policy_size, policy_size
+            )
     return batch
 
 

@@ -21,20 +21,22 @@ import argparse
 import json
 import multiprocessing
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
-from av.video.reformatter import VideoReformatter
 from data import (
+    FLOW_BOUND,
     VIDEO_SUFFIXES,
     BadVideoError,
-    downscaled_size,
+    decode_all_frames,
     open_media,
     parse_list_file,
+    probe_media,
     read_classes,
+    resample_audio,
 )
 
 FLOW_MISSING = (
@@ -56,7 +58,7 @@ def tvl1_factory() -> Any:
     return getattr(cv2, "DualTVL1OpticalFlow_create", None)
 
 
-def flow_to_uint8(flow: np.ndarray, bound: float = 20.0) -> np.ndarray:
+def flow_to_uint8(flow: np.ndarray, bound: float = FLOW_BOUND) -> np.ndarray:
     """Clip flow to ``[-bound, bound]`` px and scale it to 0-255 (reference layout).
 
     Args:
@@ -84,21 +86,25 @@ def extract_audio(source: Path, target: Path, sample_rate: int) -> bool:
     with open_media(source) as container:
         if not container.streams.audio:
             return False
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
         with av.open(str(target), "w") as out:
             stream = out.add_stream("pcm_s16le", rate=sample_rate)
             stream.layout = "mono"
+            frames = _without_timestamps(container.decode(container.streams.audio[0]))
             try:
-                for frame in container.decode(container.streams.audio[0]):
-                    frame.pts = None
-                    for resampled in resampler.resample(frame):
-                        out.mux(stream.encode(resampled))
+                for resampled in resample_audio(frames, sample_rate, sample_format="s16"):
+                    out.mux(stream.encode(resampled))
             except av.FFmpegError as error:
                 raise BadVideoError(f"{source}: audio decoding failed: {error}") from error
-            for resampled in resampler.resample(None):
-                out.mux(stream.encode(resampled))
             out.mux(stream.encode(None))
     return True
+
+
+def _without_timestamps(frames: Iterable[av.AudioFrame]) -> Iterator[av.AudioFrame]:
+    # Without timestamps the wav encoder numbers samples from zero; the source's are in another
+    # time base and need not start at zero.
+    for frame in frames:
+        frame.pts = None
+        yield frame
 
 
 def extract_video(source: Path, folder: Path, short_side: int, flow: bool, sample_rate: int) -> int:
@@ -122,33 +128,16 @@ def extract_video(source: Path, folder: Path, short_side: int, flow: bool, sampl
     previous: np.ndarray | None = None
     count = 0
     with open_media(source) as container:
-        if not container.streams.video:
-            raise BadVideoError(f"{source}: no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        fps = float(stream.average_rate or stream.guessed_rate or 0)
-        width, height = downscaled_size(
-            stream.codec_context.width, stream.codec_context.height, short_side
-        )
-        reformatter = VideoReformatter()
-        try:
-            for frame in container.decode(stream):
-                count += 1
-                rgb = reformatter.reformat(
-                    frame, format="rgb24", width=width, height=height, interpolation="AREA"
-                ).to_ndarray()
-                _save_jpeg(rgb, folder / f"{count:05d}.jpg")
-                if tvl1 is not None:
-                    gray = rgb.mean(axis=-1).astype(np.uint8)
-                    if previous is not None:
-                        motion = tvl1.calc(previous, gray, None)
-                        _save_jpeg(flow_to_uint8(motion[..., 0]), folder / f"x_{count - 1:05d}.jpg")
-                        _save_jpeg(flow_to_uint8(motion[..., 1]), folder / f"y_{count - 1:05d}.jpg")
-                    previous = gray
-        except av.FFmpegError as error:
-            raise BadVideoError(
-                f"{source}: decoding failed after {count} frames: {error}"
-            ) from error
+        fps = probe_media(container).fps
+        for count, rgb in enumerate(decode_all_frames(container, short_side=short_side), 1):
+            _save_jpeg(rgb, folder / f"{count:05d}.jpg")
+            if tvl1 is not None:
+                gray = rgb.mean(axis=-1).astype(np.uint8)
+                if previous is not None:
+                    motion = tvl1.calc(previous, gray, None)
+                    _save_jpeg(flow_to_uint8(motion[..., 0]), folder / f"x_{count - 1:05d}.jpg")
+                    _save_jpeg(flow_to_uint8(motion[..., 1]), folder / f"y_{count - 1:05d}.jpg")
+                previous = gray
     if count == 0:
         raise BadVideoError(f"{source}: no frames")
     (folder / "meta.json").write_text(json.dumps({"fps": fps, "frames": count}))

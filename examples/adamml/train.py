@@ -1,25 +1,26 @@
-"""Train AdaMML (Panda et al., ICCV 2021) in three stages, then evaluate it against baselines.
+"""Train AdaMML (Panda et al., ICCV 2021) stage by stage, then evaluate it against baselines.
 
     python examples/adamml/train.py                        # demo: data, training, table
-    python examples/adamml/train.py --preset paper --data-root DIR --train-list ... --val-list ...
+    python examples/adamml/train.py --preset paper --data-root DIR --pretrained imagenet
     torchrun --nproc_per_node=8 examples/adamml/train.py --preset paper ...
     python examples/adamml/train.py --out runs/x --resume  # continue a stopped run
 
-The stages (AdaMML §4.1 "Training Details"):
+The stages (AdaMML §4.1 "Training Details"), one row each of the table built by ``plan``:
 
-0. unimodal pre-training of each recognition backbone (the paper starts from unimodal models);
-1. warm-up: the recognisers with every modality on, the policy fixed;
-2. joint training: the policy (Adam) and the recognisers (SGD) together, the policy's gates
-   sampled with an annealed temperature, loss = cross-entropy + efficiency loss (Eq. 4);
-3. fine-tuning: the recognisers under the frozen policy, each backbone run only on the
-   segments the policy selects.
+0. pretrain: each recognition backbone and policy extractor alone, as a video classifier;
+1. warmup: the recognisers with every modality on, the policy fixed;
+2. joint: the policy (Adam) and the recognisers (SGD), the gates sampled with an annealed
+   temperature, loss = cross-entropy + efficiency loss (Eq. 4); ``--joint-schedule``
+   ``together`` steps both every batch, ``alternate`` gives whole epochs to each in turn;
+3. finetune: the recognisers under the frozen policy, each backbone run only on the segments
+   the policy selects.
 
-Baselines trained by the same command (``--baselines``, on by default): the policy without its
-LSTM (its own stages 2-3 from the same warm-up) and the all-modality "weighted fusion" model
-(the warm-up continued for as many epochs as stages 2-3). Then ``evaluate.py`` writes the report.
+Baselines (``--baselines``, on by default) start from the warm-up weights: the policy without
+its LSTM (its own stages 2-3) and the all-modality model (the warm-up continued for as many
+epochs as stages 2-3). Then ``evaluate.py`` writes the report.
 
-A checkpoint is written atomically at the end of every epoch; ``--resume`` continues from it
-with the same result as an uninterrupted run.
+A checkpoint is written atomically at the end of every epoch, the previous one kept beside it;
+``--resume`` continues with the same result as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ import json
 import random
 import sys
 import time
-from contextlib import nullcontext
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +48,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from adagate.flops import ModalityCosts, expected_gflops
 from adagate.losses import BudgetLoss, efficiency_loss
 from adagate.schedules import ExponentialDecay, set_tau
 
@@ -57,15 +61,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import data as adamml_data
 import evaluate
 import make_dataset
+import runs
+from modalities import parse_modalities
 from model import PRESETS, AdaMML, all_on, example_batch, measure_costs
 
 HERE = Path(__file__).resolve().parent
+DEMO_ROOT = HERE / "demo_data"
+PARTS = ("recognisers", "fusion", "policy_features", "policy", "policy_heads")
 
 
 # ------------------------------------------------------------------------------------------
 # Flags
 # ------------------------------------------------------------------------------------------
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Read and check the flags; a bad flag or file exits with one line naming it."""
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
@@ -73,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a = p.add_argument
     a("--preset", default="demo", choices=sorted(PRESETS),
       help="sizes and hyper-parameters: 'paper' (AdaMML §4.1) or 'demo' (2 CPU cores, minutes)")
-    a("--data-root", type=Path, default=HERE / "demo_data",
+    a("--data-root", type=Path, default=DEMO_ROOT,
       help="directory the list files' paths are relative to; the demo set is generated here "
            "if it is missing (default: examples/adamml/demo_data)")
     a("--train-list", type=Path, help="training list: 'path label' lines (default ROOT/train.txt)")
@@ -88,6 +97,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--pretrain-epochs", type=int, help="unimodal pre-training epochs (stage 0; 0 skips it)")
     a("--warmup-epochs", type=int, help="warm-up epochs with the policy fixed (stage 1)")
     a("--finetune-epochs", type=int, help="fine-tuning epochs with the policy frozen (stage 3)")
+    a("--joint-schedule", choices=("together", "alternate"), default="together",
+      help="stage 2: step policy and recognisers on every batch, or alternate whole epochs "
+           "(AdaMML §4.1)")
     a("--batch-size", type=int, help="videos per batch and process (default from the preset)")
     a("--lr", type=float, help="SGD learning rate of the recognisers")
     a("--policy-lr", type=float, help="Adam learning rate of the policy")
@@ -98,6 +110,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--budget-gflops", type=float,
       help="train to this many GFLOPs per video (policy included) with BudgetLoss instead of "
            "the λ-weighted efficiency loss")
+    a("--metric", choices=("top1", "map"), default="top1",
+      help="the report's figure: top-1 accuracy or mAP over classes (ActivityNet, FCVID)")
+    a("--pretrained", choices=("none", "imagenet"), default="none",
+      help="start every network that has them from torchvision's ImageNet weights, through "
+           "torch.hub's cache ($TORCH_HOME/hub/checkpoints)")
+    a("--init", type=Path,
+      help="start from a previous run's weights: a run directory (its latest stage output) or "
+           "a .pt file; e.g. a run trained with --only-stages pretrain")
+    a("--only-stages", help="comma-separated stages to run (pretrain, warmup, joint, finetune); "
+                            "default: all")
     a("--baselines", action=argparse.BooleanOptionalAction, default=True,
       help="also train the no-LSTM policy and the all-modality model for the report")
     a("--evaluate", action=argparse.BooleanOptionalAction, default=True,
@@ -113,394 +135,578 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--strict-data", action="store_true", help="fail on a bad video instead of skipping it")
     a("--stop-after-steps", type=int,
       help="exit after this many optimiser steps, as if killed (to test --resume)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    check_args(p, args)
+    return args
 
 
-args = parse_args() if __name__ == "__main__" else None
-
-
-def main(args: argparse.Namespace) -> dict[str, Any] | None:
-    preset = PRESETS[args.preset]
-    modalities = tuple(m.strip() for m in args.modalities.split(",") if m.strip())
-    given = {"pretrain": args.pretrain_epochs, "warmup": args.warmup_epochs,
-             "joint": args.epochs, "finetune": args.finetune_epochs}  # fmt: skip
-    epochs = {
-        stage: getattr(preset, f"{stage}_epochs") if value is None else value
-        for stage, value in given.items()
-    }
-    batch_size = args.batch_size or preset.batch_size
-    lr = args.lr or preset.lr
-    policy_lr = args.policy_lr or preset.policy_lr
-    pretrain_lr = args.pretrain_lr or preset.pretrain_lr
-    gamma = preset.gamma if args.gamma is None else args.gamma
-    out = args.out or HERE / "runs" / args.preset
+def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Turn each flag into its checked value, or ``p.error`` with a line naming it."""
+    try:
+        args.modalities = parse_modalities(args.modalities)
+    except ValueError as error:
+        p.error(f"--{error}")
+    stages = ("pretrain", "warmup", "joint", "finetune")
+    args.only_stages = tuple(s.strip() for s in (args.only_stages or ",".join(stages)).split(","))
+    if not args.only_stages or any(s not in stages for s in args.only_stages):
+        p.error(f"--only-stages: expected names from {list(stages)}, got {list(args.only_stages)}")
+    try:
+        args.lambdas = parse_lambdas(args.lambdas, args.modalities)
+    except ValueError as error:
+        p.error(f"--lambdas: {error}")
+    for flag in ("epochs", "pretrain_epochs", "warmup_epochs", "finetune_epochs", "workers"):
+        if (getattr(args, flag) or 0) < 0:
+            p.error(f"--{flag.replace('_', '-')}: expected >= 0, got {getattr(args, flag)}")
+    if args.batch_size is not None and args.batch_size < 1:
+        p.error(f"--batch-size: expected >= 1, got {args.batch_size}")
     root = args.data_root
-    train_list = args.train_list or root / "train.txt"
-    val_list = args.val_list or root / "val.txt"
-    classes_file = args.classes or root / "classes.txt"
+    if root != DEMO_ROOT or (root / "train.txt").exists():
+        if not root.is_dir():
+            p.error(f"--data-root: expected a directory, got {root}")
+        for flag, default in (("train_list", "train.txt"), ("val_list", "val.txt"),
+                              ("classes", "classes.txt")):  # fmt: skip
+            path = getattr(args, flag) or root / default
+            if not path.is_file():
+                p.error(f"--{flag.replace('_', '-')}: no such file {path}")
+    if args.informative is not None and not args.informative.is_file():
+        p.error(f"--informative: no such file {args.informative}")
+    if args.init is not None and not args.init.exists():
+        p.error(f"--init: no such run directory or file {args.init}")
+    if args.resume and args.init is not None:
+        p.error("--init: a resumed run keeps the weights of its checkpoint; drop --init")
 
-    # --------------------------------------------------------------------------------------
-    # Processes and devices: torchrun sets RANK / WORLD_SIZE / LOCAL_RANK (nanoGPT-style).
-    # --------------------------------------------------------------------------------------
-    distributed = int(os.environ.get("RANK", -1)) != -1
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if distributed:
-        backend = "nccl" if args.device.startswith("cuda") else "gloo"
-        dist.init_process_group(backend)
+
+def parse_lambdas(text: str | None, modalities: Sequence[str]) -> dict[str, float]:
+    """``'rgb=1,audio=0.05'`` → ``{'rgb': 1.0, 'audio': 0.05}``; empty for None."""
+    lambdas: dict[str, float] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        name, _, value = item.partition("=")
+        try:
+            lambdas[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"expected 'modality=number' items, got {item!r}") from None
+    unknown = sorted(set(lambdas) - set(modalities))
+    if unknown:
+        raise ValueError(f"expected modalities from {list(modalities)}, got {unknown}")
+    return lambdas
+
+
+# ------------------------------------------------------------------------------------------
+# The table of stages
+# ------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One training stage: what it trains, with what, and how decisions are made.
+
+    Attributes:
+        name: ``pretrain``, ``warmup``, ``joint``, ``finetune`` or ``allmod``.
+        model: the network it trains: ``adamml``, ``nolstm`` (the policy without its LSTM) or
+            ``allmod`` (all modalities, no policy).
+        epochs: epochs of the stage.
+        sgd: parts of the model trained by SGD (the recognisers' optimiser).
+        adam: parts trained by Adam (the policy's optimiser; AdaMML §4.1).
+        lr: SGD learning rate.
+        decisions: ``unimodal`` (each network alone), ``all`` (every modality on every
+            segment), ``policy`` (sampled gates, computed dense so that they get a gradient) or
+            ``frozen`` (the policy's deterministic decisions, routed).
+        alternate: SGD and Adam take turns, one whole epoch each, Adam first.
+        output: the file the stage's final weights are saved to, or None.
+    """
+
+    name: str
+    model: str
+    epochs: int
+    sgd: tuple[str, ...]
+    adam: tuple[str, ...] = ()
+    lr: float = 0.0
+    decisions: str = "all"
+    alternate: bool = False
+    output: str | None = None
+
+    @property
+    def policy_cost(self) -> bool:
+        """Whether the policy runs (and its MACs count) in this stage."""
+        return self.decisions in ("policy", "frozen")
+
+
+def plan(config: runs.RunConfig, only: Sequence[str]) -> list[Stage]:
+    """The run's stages in order; baselines start from ``warmup.pt``."""
+    recognition = ("recognisers", "fusion")
+    policy = ("policy_features", "policy")
+    epochs = config.epochs
+    alternate = config.joint_schedule == "alternate"
+    adaptive = [
+        Stage("joint", "adamml", epochs["joint"], recognition, policy, config.lr, "policy",
+              alternate),
+        Stage("finetune", "adamml", epochs["finetune"], recognition, (), config.lr, "frozen",
+              output="adamml"),
+    ]  # fmt: skip
+    stages = [
+        Stage("pretrain", "adamml", epochs["pretrain"],
+              ("recognisers", "policy_features", "policy_heads"), (), config.pretrain_lr,
+              "unimodal", output="pretrained"),
+        Stage("warmup", "adamml", epochs["warmup"], recognition, (), config.lr, "all",
+              output="warmup"),
+        *adaptive,
+    ]  # fmt: skip
+    stages = [s for s in stages if s.name in only]
+    if config.baselines and {"joint", "finetune"} & set(only):
+        stages += [dataclasses.replace(s, model="nolstm", output=s.output and "nolstm")
+                   for s in adaptive if s.name in only]  # fmt: skip
+        allmod_epochs = sum(s.epochs for s in adaptive if s.name in only)
+        stages.append(Stage("allmod", "allmod", allmod_epochs, recognition, (), config.lr,
+                            "all", output="allmod"))  # fmt: skip
+    return stages
+
+
+# ------------------------------------------------------------------------------------------
+# Processes and devices: torchrun sets RANK / WORLD_SIZE / LOCAL_RANK (nanoGPT-style).
+# ------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Runtime:
+    device: torch.device
+    rank: int
+    world: int
+    autocast: Callable[[], AbstractContextManager[Any]]
+    scaler: torch.amp.GradScaler
+    compile: bool
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1 or dist.is_initialized()
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+    def log(self, message: str) -> None:
+        if self.master:
+            tqdm.write(message)
+
+
+def start(args: argparse.Namespace) -> Runtime:
+    device_name = args.device
+    if device_name == "auto":
+        device_name = "cuda" if torch.cuda.is_available() else "cpu"
+    rank, world = 0, 1
+    if int(os.environ.get("RANK", -1)) != -1:
+        dist.init_process_group("nccl" if device_name.startswith("cuda") else "gloo")
         rank, world = dist.get_rank(), dist.get_world_size()
-        if args.device.startswith("cuda"):
-            args.device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
-            torch.cuda.set_device(args.device)
-    else:
-        rank, world = 0, 1
-    master = rank == 0
-    device = torch.device(args.device)
+        if device_name.startswith("cuda"):
+            device_name = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+            torch.cuda.set_device(device_name)
+    device = torch.device(device_name)
     cuda = device.type == "cuda"
     amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
-    autocast = (
-        torch.autocast("cuda", dtype=amp_dtype) if cuda and args.amp else nullcontext()
-    )
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda and args.amp and amp_dtype == torch.float16)
+    use_amp = cuda and args.amp
     if cuda:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     seed_everything(args.seed + rank)
-
-    def log(message: str) -> None:
-        if master:
-            tqdm.write(message)
-
-    # --------------------------------------------------------------------------------------
-    # Data: the demo set is generated on first use.
-    # --------------------------------------------------------------------------------------
-    if args.data_root == HERE / "demo_data" and not (root / "train.txt").exists():
-        if master:
-            start = time.perf_counter()
-            counts = make_dataset.make_dataset(make_dataset.DemoSpec(), root, workers=2)
-            log(f"generated the demo set ({counts['train']} train + {counts['val']} val mp4 "
-                f"clips) in {root} in {time.perf_counter() - start:.0f} s")  # fmt: skip
-        if distributed:
-            dist.barrier()
-    informative = args.informative or root / "informative.json"
-    config_name = "demo" if preset.name != "paper" else "paper"
-    policy_inputs = tuple(
-        dict.fromkeys("rgbdiff" if m in ("rgbdiff", "flow") else "rgb" for m in modalities
-                      if m != "audio")
+    return Runtime(
+        device, rank, world,
+        lambda: torch.autocast("cuda", dtype=amp_dtype) if use_amp else nullcontext(),
+        torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16),
+        args.compile,
     )  # fmt: skip
-    data_config = getattr(adamml_data.DataConfig, config_name)(
-        modalities=modalities, policy_modalities=policy_inputs, **preset.data
-    )
-    classes = adamml_data.read_classes(classes_file)
+
+
+# ------------------------------------------------------------------------------------------
+# The run
+# ------------------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
+    """Train every stage of the plan, then evaluate; returns the report (rank 0)."""
+    args = parse_args(argv)
+    rt = start(args)
+    out = args.out or HERE / "runs" / args.preset
+    out.mkdir(parents=True, exist_ok=True)
+    if args.data_root == DEMO_ROOT and not (DEMO_ROOT / "train.txt").exists():
+        generate_demo(rt)
+    config = resolve_config(args, rt)
+    classes = adamml_data.read_classes(config.classes)
     train_set = adamml_data.VideoDataset(
-        train_list, root, data_config, train=True, classes=classes, strict=args.strict_data
-    )
+        config.train_list, config.data_root, config.data, train=True, classes=classes,
+        strict=args.strict_data,
+    )  # fmt: skip
     # The same seed on every rank and every epoch index: the shuffle is a function of (seed,
     # epoch), which is what makes a resumed run see the same batches.
-    sampler = DistributedSampler(
-        train_set, num_replicas=world, rank=rank, shuffle=True, seed=args.seed, drop_last=True
-    )
+    sampler = DistributedSampler(train_set, num_replicas=rt.world, rank=rt.rank, shuffle=True,
+                                 seed=config.seed, drop_last=True)  # fmt: skip
     loader = DataLoader(
-        train_set, batch_size=batch_size, sampler=sampler, num_workers=args.workers,
-        collate_fn=adamml_data.collate, pin_memory=cuda, drop_last=True,
+        train_set, batch_size=config.batch_size, sampler=sampler, num_workers=args.workers,
+        collate_fn=adamml_data.collate, pin_memory=rt.device.type == "cuda", drop_last=True,
     )  # fmt: skip
-    multi_label = train_set.multi_label
-    skips = adamml_data.SkipReport()
-
-    # --------------------------------------------------------------------------------------
-    # Model, costs, loss weights.
-    # --------------------------------------------------------------------------------------
-    def build(recurrent: bool = True) -> nn.Module:
-        net = AdaMML(modalities, len(classes), preset, recurrent=recurrent)
-        if distributed and cuda:
-            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
-        # On CPU / gloo SyncBatchNorm does not run: each process normalises its own batch.
-        net = net.to(device, memory_format=torch.channels_last)
-        if args.compile:
-            for module in [*net.recognisers.values(), *net.policy_features.values()]:
-                module.compile(dynamic=True)
-        return net
-
-    model = build()
-    costs = measure_costs(model, {k: v.to(device) for k, v in example_batch(
-        data_config, modalities).items()})  # fmt: skip
-    all_gflops = sum(costs.recognition.values()) / 1e9
-    lambdas = resolve_lambdas(args.lambdas, preset.lambdas, costs.recognition)
-    log(f"AdaMML {'+'.join(modalities)} ({args.preset}): GFLOPs per segment "
-        + ", ".join(f"{m} {c / 1e9:.4f}" for m, c in costs.recognition.items())
-        + f", policy {costs.policy / 1e9:.4f} (1 GFLOP = 1e9 MACs); λ = {lambdas}, γ = {gamma}")
-    tau_schedule = ExponentialDecay(preset.tau_start, preset.tau_rate)
-
-    # The plan: (stage, model name, epochs). Baselines start from the warm-up weights.
-    stages = [("pretrain", "adamml", epochs["pretrain"]), ("warmup", "adamml", epochs["warmup"]),
-              ("joint", "adamml", epochs["joint"]), ("finetune", "adamml", epochs["finetune"])]
-    if args.baselines:
-        stages += [("joint", "nolstm", epochs["joint"]), ("finetune", "nolstm", epochs["finetune"]),
-                   ("allmod", "allmod", epochs["joint"] + epochs["finetune"])]  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
-    metrics_file = out / "metrics.jsonl"
-    if master:
-        run_config = {
-            "preset": args.preset, "modalities": list(modalities), "data_root": str(root),
-            "val_list": str(val_list), "classes": str(classes_file),
-            "informative": str(informative) if informative.exists() else None,
-            "data_config": dataclasses.asdict(data_config), "epochs": epochs,
-            "batch_size": batch_size, "lr": lr, "policy_lr": policy_lr, "lambdas": lambdas,
-            "gamma": gamma, "budget_gflops": args.budget_gflops, "seed": args.seed,
-            "world_size": world, "stages": stages, "command": " ".join(sys.argv),
-        }  # fmt: skip
-        (out / "config.json").write_text(json.dumps(run_config, indent=1))
+    model = build(config, len(classes), rt)
+    batch = example_batch(config.data, config.modalities)
+    costs = measure_costs(model, {k: v.to(rt.device) for k, v in batch.items()})
+    lambdas = {m: config.lambdas.get(m, c / max(costs.recognition.values()))
+               for m, c in costs.recognition.items()}  # fmt: skip
+    config = dataclasses.replace(config, lambdas=lambdas)
+    if args.init is not None:
+        load_init(model, args.init, rt)
+    if args.pretrained == "imagenet":
+        config = dataclasses.replace(config, weights=load_imagenet_into(model, rt))
+    rt.log(f"AdaMML {'+'.join(config.modalities)} ({config.preset}): GFLOPs per segment "
+           + ", ".join(f"{m} {c / 1e9:.4f}" for m, c in costs.recognition.items())
+           + f", policy {costs.policy / 1e9:.4f} (1 GFLOP = 1e9 MACs); λ = {lambdas}, "
+           f"γ = {config.gamma}")  # fmt: skip
+    stages = plan(config, args.only_stages)
+    if rt.master:
+        runs.save_config(out, config)
         if not args.resume:
-            metrics_file.write_text("")
-
-    # --------------------------------------------------------------------------------------
-    # Resume.
-    # --------------------------------------------------------------------------------------
-    position = {"stage": 0, "epoch": 0}
-    current = "adamml"  # the model held in `model`
-    resumed: dict[str, Any] | None = None
-    checkpoint_file = out / "checkpoint.pt"
-    if args.resume and checkpoint_file.exists():
-        resumed = torch.load(checkpoint_file, map_location=device, weights_only=True)
-        position = resumed["position"]
-        current = resumed["model_name"]
-        model = build(recurrent=current != "nolstm")
-        model.load_state_dict(resumed["model"])
-        log(f"resumed from {checkpoint_file}: stage {position['stage']} "
-            f"({stages[min(position['stage'], len(stages) - 1)][0]}), epoch {position['epoch']}")
-
-    # --------------------------------------------------------------------------------------
-    # The stages.
-    # --------------------------------------------------------------------------------------
-    steps_taken = 0
-    global_epoch = sum(n for _, _, n in stages[: position["stage"]]) + position["epoch"]
-    for stage_index, (stage, name, stage_epochs) in enumerate(stages):
-        if stage_index < position["stage"] or stage_epochs == 0:
-            continue
-        if resumed is not None:
-            # Before anything draws a random number (a new model's initialisation does).
-            restore_rng(resumed["rng"][rank] if rank < len(resumed["rng"]) else resumed["rng"][0])
-            tau_schedule.load_state_dict(resumed["tau_schedule"])
-        if name != current:
-            # The baselines start from the warm-up weights (AdaMML §4.1: same initialisation).
-            model = build(recurrent=name != "nolstm")
-            warm = torch.load(out / "warmup.pt", map_location=device, weights_only=True)
-            for part in ("recognisers", "fusion", "policy_features"):
-                getattr(model, part).load_state_dict(_part(warm, part))
-            current = name
-        elif (stage, name) == ("joint", "adamml") and position["epoch"] == 0 and master:
-            atomic_save(model.state_dict(), out / "warmup.pt")
-        raw = model
-        trainable = {
-            "pretrain": [raw.recognisers, raw.policy_features, raw.policy_heads],
-            "warmup": [raw.recognisers, raw.fusion],
-            "joint": [raw.recognisers, raw.fusion, raw.policy_features, raw.policy],
-            "finetune": [raw.recognisers, raw.fusion],
-            "allmod": [raw.recognisers, raw.fusion],
-        }[stage]
-        for p in raw.parameters():
-            p.requires_grad_(False)
-        for part in trainable:
-            for p in part.parameters():
-                p.requires_grad_(True)
-        policy_parts = (raw.policy_features, raw.policy)
-        recogniser_params = [
-            p for part in trainable if stage == "pretrain" or part not in policy_parts
-            for p in part.parameters()
-        ]  # fmt: skip
-        optimisers = {"recognisers": torch.optim.SGD(
-            recogniser_params, lr=pretrain_lr if stage == "pretrain" else lr,
-            momentum=0.9, weight_decay=1e-4)}  # fmt: skip
-        if stage == "joint":
-            policy_params = [*raw.policy_features.parameters(), *raw.policy.parameters()]
-            optimisers["policy"] = torch.optim.Adam(policy_params, lr=policy_lr)
-        # One cosine schedule per optimiser, bound to the optimiser it drives.
-        schedulers = {
-            key: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=stage_epochs)
-            for key, opt in optimisers.items()
-        }
-        budget = None
-        if stage == "joint" and args.budget_gflops is not None:
-            per_video = args.budget_gflops - costs.policy / 1e9 * data_config.num_segments
-            budget = BudgetLoss(costs.as_tensor(raw.modalities), per_video * 1e9).to(device)
-        if resumed is not None:
-            if stage_index == position["stage"] and position["epoch"] > 0:
-                # Mid-stage: the optimisers, schedulers and budget of this very stage.
-                for key, opt in optimisers.items():
-                    opt.load_state_dict(resumed["optimisers"][key])
-                for key, sched in schedulers.items():
-                    sched.load_state_dict(resumed["schedulers"][key])
-                if budget is not None:
-                    budget.load_state_dict(resumed["budget"])
-            resumed = None
-        net: nn.Module = (
-            # Routing may skip a modality for a whole batch: its backbone then has no gradient.
-            DistributedDataParallel(raw, device_ids=[device] if cuda else None,
-                                    find_unused_parameters=stage == "finetune")
-            if distributed else raw
-        )  # fmt: skip
-        first_epoch = position["epoch"] if stage_index == position["stage"] else 0
-        for epoch in range(first_epoch, stage_epochs):
-            sampler.set_epoch(global_epoch)
-            raw.train()
-            if stage == "joint":
-                # AdaMML §4.1: τ = 5 · 0.965^epoch, annealed over the joint epochs.
-                set_tau(raw, tau_schedule(epoch))
-            if stage == "finetune":
-                raw.policy_features.eval()
-                raw.policy.eval()
-            totals = torch.zeros(5 + len(modalities), dtype=torch.float64, device=device)
-            started = time.perf_counter()
-            bar = tqdm(loader, disable=not master, leave=False, dynamic_ncols=True,
-                       desc=f"{name} {stage} {epoch + 1}/{stage_epochs}")  # fmt: skip
-            for batch in bar:
-                skips.update(batch)
-                inputs = {
-                    key: value.to(device, non_blocking=True)
-                    for key, value in batch.items() if isinstance(value, torch.Tensor)
-                }  # fmt: skip
-                labels = inputs["label"]
-                with autocast:
-                    if stage == "pretrain":
-                        # Every recogniser and policy extractor alone, as a video classifier.
-                        video = net(inputs, unimodal=True).float()
-                        task = sum(classification_loss(video[:, k], labels, multi_label)
-                                   for k in range(video.shape[1]))  # fmt: skip
-                        logits = video[:, : len(modalities)].mean(1)
-                        decisions = all_on(inputs, raw)
-                    elif stage in ("warmup", "allmod"):
-                        result = net(inputs, decisions=all_on(inputs, raw))
-                    elif stage == "joint":
-                        result = net(inputs)
-                    else:
-                        with torch.no_grad():
-                            decisions = raw.decide(inputs)
-                        result = net(inputs, decisions=decisions, route=True)
-                    if stage != "pretrain":
-                        logits = result.logits.float()
-                        task = classification_loss(logits, labels, multi_label)
-                    correct = is_correct(logits.detach(), labels, multi_label)
-                    efficiency = torch.zeros((), device=device)
-                    if stage == "joint":
-                        decisions = result.decisions.float()
-                        efficiency = (
-                            budget(decisions) if budget is not None
-                            else efficiency_loss(decisions, correct, list(lambdas.values()), gamma)
-                        )  # fmt: skip
-                    loss = task + efficiency
-                for opt in optimisers.values():
-                    opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                for opt in optimisers.values():
-                    scaler.step(opt)
-                scaler.update()
-                steps_taken += 1
-                if args.stop_after_steps is not None and steps_taken >= args.stop_after_steps:
-                    raise SystemExit(f"stopped after {steps_taken} steps (--stop-after-steps)")
-                if stage != "pretrain":
-                    decisions = result.decisions
-                decisions = decisions.detach().float()
-                count = labels.shape[0]
-                totals += torch.tensor(
-                    [count, loss.item() * count, task.item() * count,
-                     efficiency.item() * count, correct.sum().item(),
-                     *decisions.mean(1).sum(0).tolist()],
-                    dtype=torch.float64, device=device,
-                )  # fmt: skip
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-            for sched in schedulers.values():
-                sched.step()
-            if distributed:
-                dist.all_reduce(totals)
-            n = totals[0].item()
-            rates = {m: totals[5 + i].item() / n for i, m in enumerate(modalities)}
-            if stage == "pretrain":
-                rates = dict.fromkeys(modalities, 1.0)
-            gflops = (costs.policy * data_config.num_segments * (stage in ("joint", "finetune"))
-                      + sum(rates[m] * costs.recognition[m] for m in modalities)
-                      * data_config.num_segments) / 1e9  # fmt: skip
-            record = {
-                "model": name, "stage": stage, "epoch": epoch + 1, "epochs": stage_epochs,
-                "loss": totals[1].item() / n, "task_loss": totals[2].item() / n,
-                "efficiency_loss": totals[3].item() / n, "train_acc": totals[4].item() / n,
-                "selection": rates, "gflops_per_video": gflops,
-                "gflops_vs_all": gflops / (all_gflops * data_config.num_segments),
-                "tau": raw.policy.gate.tau, "lr": optimisers["recognisers"].param_groups[0]["lr"],
-                "seconds": time.perf_counter() - started, "skipped_videos": skips.summary(),
-            }  # fmt: skip
-            log(f"{name:7s} {stage:8s} epoch {epoch + 1}/{stage_epochs}: loss {record['loss']:.3f}"
-                f" (task {record['task_loss']:.3f}, efficiency {record['efficiency_loss']:.3f}),"
-                f" train acc {100 * record['train_acc']:.1f}%, selection "
-                + ", ".join(f"{m} {100 * r:.0f}%" for m, r in rates.items())
-                + f", {gflops:.3f} GFLOPs/video (T={data_config.num_segments}),"
-                f" τ {record['tau']:.2f}, {record['seconds']:.0f} s")  # fmt: skip
-            skips = adamml_data.SkipReport()
-            global_epoch += 1
-            position = (
-                {"stage": stage_index, "epoch": epoch + 1} if epoch + 1 < stage_epochs
-                else {"stage": stage_index + 1, "epoch": 0}
-            )  # fmt: skip
-            rng = [rng_state()]
-            if distributed:
-                gathered: list[Any] = [None] * world
-                dist.all_gather_object(gathered, rng[0])
-                rng = gathered
-            if master:
-                with metrics_file.open("a") as f:
-                    f.write(json.dumps(record) + "\n")
-                if epoch + 1 == stage_epochs:
-                    # Stage outputs: the weights each later stage / the report starts from.
-                    final = {"pretrain": "pretrained", "warmup": "warmup", "finetune": name,
-                             "allmod": "allmod"}.get(stage)  # fmt: skip
-                    if final is not None:
-                        atomic_save(raw.state_dict(), out / f"{final}.pt")
-                atomic_save({
-                    "position": position, "model_name": name, "model": raw.state_dict(),
-                    "optimisers": {k: o.state_dict() for k, o in optimisers.items()},
-                    "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
-                    "budget": budget.state_dict() if budget is not None else {},
-                    "tau_schedule": tau_schedule.state_dict(), "rng": rng,
-                }, checkpoint_file)  # fmt: skip
-            if distributed:
-                dist.barrier()
-        position = {"stage": stage_index + 1, "epoch": 0}
-
-    if distributed:
+            (out / "metrics.jsonl").write_text("")
+    trainer = Trainer(config, rt, loader, sampler, costs, out, len(classes), args)
+    trainer.run(stages, model)
+    if rt.distributed:
         dist.destroy_process_group()
-    if not (master and args.evaluate):
+    if not (rt.master and args.evaluate and (out / "adamml.pt").exists()):
         return None
-    return evaluate.main(["--run", str(out), "--device", str(device)])
+    return evaluate.evaluate(out, device=rt.device)
+
+
+def generate_demo(rt: Runtime) -> None:
+    if rt.master:
+        began = time.perf_counter()
+        counts = make_dataset.make_dataset(make_dataset.DemoSpec(), DEMO_ROOT, workers=2)
+        rt.log(f"generated the demo set ({counts['train']} train + {counts['val']} val mp4 "
+               f"clips) in {DEMO_ROOT} in {time.perf_counter() - began:.0f} s")  # fmt: skip
+    if rt.distributed:
+        dist.barrier()
+
+
+def resolve_config(args: argparse.Namespace, rt: Runtime) -> runs.RunConfig:
+    """The flags, with the preset's values where a flag is not given."""
+    preset = PRESETS[args.preset]
+    root = args.data_root
+    given = {"pretrain": args.pretrain_epochs, "warmup": args.warmup_epochs,
+             "joint": args.epochs, "finetune": args.finetune_epochs}  # fmt: skip
+    informative = args.informative or root / "informative.json"
+    data_config = adamml_data.DataConfig
+    data_preset = data_config.paper if preset.name == "paper" else data_config.demo
+    data = data_preset(modalities=args.modalities, **preset.data)
+    return runs.RunConfig(
+        preset=preset.name, modalities=args.modalities, data_root=str(root),
+        train_list=str(args.train_list or root / "train.txt"),
+        val_list=str(args.val_list or root / "val.txt"),
+        classes=str(args.classes or root / "classes.txt"),
+        informative=str(informative) if informative.exists() else None, data=data,
+        epochs={stage: getattr(preset, f"{stage}_epochs") if n is None else n
+                for stage, n in given.items()},
+        batch_size=args.batch_size or preset.batch_size, lr=args.lr or preset.lr,
+        pretrain_lr=args.pretrain_lr or preset.pretrain_lr,
+        policy_lr=args.policy_lr or preset.policy_lr,
+        lambdas=args.lambdas or dict(preset.lambdas),
+        gamma=preset.gamma if args.gamma is None else args.gamma,
+        budget_gflops=args.budget_gflops, joint_schedule=args.joint_schedule,
+        metric=args.metric, baselines=args.baselines, seed=args.seed, world_size=rt.world,
+        weights={}, command=" ".join(sys.argv),
+    )  # fmt: skip
+
+
+def build(config: runs.RunConfig, num_classes: int, rt: Runtime, recurrent: bool = True) -> AdaMML:
+    """The model on its device; SyncBatchNorm under torchrun on CUDA (gloo has none)."""
+    net = AdaMML(config.modalities, num_classes, PRESETS[config.preset], recurrent=recurrent)
+    if rt.distributed and rt.device.type == "cuda":
+        net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    net = net.to(rt.device, memory_format=torch.channels_last)
+    if rt.compile:
+        for module in [*net.recognisers.values(), *net.policy_features.values()]:
+            module.compile(dynamic=True)
+    return net
+
+
+def load_init(model: AdaMML, path: Path, rt: Runtime) -> None:
+    """``--init``: a checkpoint file, or a run directory's latest stage output; strict keys."""
+    if path.is_dir():
+        found = [path / f"{n}.pt" for n in ("adamml", "warmup", "pretrained")
+                 if (path / f"{n}.pt").exists()]  # fmt: skip
+        if not found:
+            raise SystemExit(f"--init: {path} has no adamml.pt, warmup.pt or pretrained.pt")
+        path = found[0]
+    try:
+        state = torch.load(path, map_location=rt.device, weights_only=True)
+    except (RuntimeError, OSError, EOFError) as error:
+        raise SystemExit(f"--init: cannot read {path}: {error}") from None
+    try:
+        model.load_state_dict(state.get("model", state))
+    except RuntimeError as error:
+        raise SystemExit(f"--init: {path} does not fit this model: {error}") from None
+    rt.log(f"initialised every network from {path}")
+
+
+def load_imagenet_into(model: AdaMML, rt: Runtime) -> dict[str, str]:
+    """``--pretrained imagenet``; returns where each network's weights came from."""
+    from pretrained import load_imagenet
+
+    networks: dict[str, nn.Module] = {f"recognisers.{m}": n for m, n in model.recognisers.items()}
+    networks |= {f"policy_features.{m}": f.net for m, f in model.policy_features.items()}
+    try:
+        return load_imagenet(networks, progress=rt.master, log=rt.log)
+    except FileNotFoundError as error:
+        raise SystemExit(f"--pretrained imagenet: {error}") from None
+
+
+class Trainer:
+    """The generic epoch loop over the table of stages, with checkpoints and resume."""
+
+    def __init__(
+        self, config: runs.RunConfig, rt: Runtime, loader: DataLoader[Any],
+        sampler: DistributedSampler[Any], costs: ModalityCosts, out: Path, num_classes: int,
+        args: argparse.Namespace,
+    ) -> None:  # fmt: skip
+        self.config, self.rt, self.loader, self.sampler = config, rt, loader, sampler
+        self.costs, self.out, self.num_classes = costs, out, num_classes
+        self.multi_label = loader.dataset.multi_label  # type: ignore[attr-defined]
+        self.resume, self.stop_after = args.resume, args.stop_after_steps
+        self.steps = 0
+        self.tau_schedule = ExponentialDecay(PRESETS[config.preset].tau_start,
+                                             PRESETS[config.preset].tau_rate)  # fmt: skip
+
+    def run(self, stages: list[Stage], model: AdaMML) -> None:
+        rt = self.rt
+        position = {"stage": 0, "epoch": 0}
+        current = "adamml"  # the network held in `model`
+        resumed = runs.load_checkpoint(self.out, rt.device) if self.resume else None
+        if resumed is not None:
+            position, current = resumed["position"], resumed["model_name"]
+            model = build(self.config, self.num_classes, rt, recurrent=current != "nolstm")
+            model.load_state_dict(resumed["model"])
+            at = stages[min(position["stage"], len(stages) - 1)].name
+            rt.log(f"resumed from {self.out}: stage {position['stage']} ({at}), "
+                   f"epoch {position['epoch']}")  # fmt: skip
+        global_epoch = sum(s.epochs for s in stages[: position["stage"]]) + position["epoch"]
+        for index, stage in enumerate(stages):
+            if index < position["stage"] or stage.epochs == 0:
+                continue
+            if resumed is not None:
+                # Before anything draws a random number (a new model's initialisation does).
+                restore_rng(resumed["rng"][min(rt.rank, len(resumed["rng"]) - 1)])
+                self.tau_schedule.load_state_dict(resumed["tau_schedule"])
+            if stage.model != current:
+                # The baselines start from the warm-up weights (AdaMML §4.1: same initialisation).
+                model = build(self.config, self.num_classes, rt, recurrent=stage.model != "nolstm")
+                warm = torch.load(self.out / "warmup.pt", map_location=rt.device, weights_only=True)
+                for part in ("recognisers", "fusion", "policy_features"):
+                    getattr(model, part).load_state_dict(_part(warm, part))
+                current = stage.model
+            elif stage.name == "joint" and position["epoch"] == 0 and rt.master:
+                runs.atomic_save(model.state_dict(), self.out / "warmup.pt")
+            first = position["epoch"] if index == position["stage"] else 0
+            mid_stage = resumed if resumed is not None and first > 0 else None
+            self.run_stage(stage, index, model, first, global_epoch, mid_stage)
+            global_epoch += stage.epochs - first
+            resumed = None
+            position = {"stage": index + 1, "epoch": 0}
+
+    def optimisers(self, stage: Stage, model: AdaMML) -> dict[str, torch.optim.Optimizer]:
+        def params(parts: Sequence[str]) -> list[nn.Parameter]:
+            return [p for part in parts for p in getattr(model, part).parameters()]
+
+        found = {"recognisers": torch.optim.SGD(params(stage.sgd), lr=stage.lr, momentum=0.9,
+                                                weight_decay=1e-4)}  # fmt: skip
+        if stage.adam:
+            found["policy"] = torch.optim.Adam(params(stage.adam), lr=self.config.policy_lr)
+        return found
+
+    def run_stage(
+        self, stage: Stage, index: int, model: AdaMML, first: int, global_epoch: int,
+        resumed: dict[str, Any] | None,
+    ) -> None:  # fmt: skip
+        config, rt = self.config, self.rt
+        optimisers = self.optimisers(stage, model)
+        # One cosine schedule per optimiser, bound to the optimiser it drives.
+        schedulers = {k: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=stage.epochs)
+                      for k, o in optimisers.items()}  # fmt: skip
+        budget = None
+        if stage.decisions == "policy" and config.budget_gflops is not None:
+            per_video = config.budget_gflops - self.costs.policy / 1e9 * config.data.num_segments
+            budget = BudgetLoss(self.costs.as_tensor(model.modalities), per_video * 1e9)
+            budget = budget.to(rt.device)
+        if resumed is not None:
+            for key, opt in optimisers.items():
+                opt.load_state_dict(resumed["optimisers"][key])
+            for key, sched in schedulers.items():
+                sched.load_state_dict(resumed["schedulers"][key])
+            if budget is not None:
+                budget.load_state_dict(resumed["budget"])
+        for epoch in range(first, stage.epochs):
+            # Alternating: Adam (the policy) on even epochs, SGD (the recognisers) on odd ones.
+            stepping, trained = list(optimisers), [*stage.sgd, *stage.adam]
+            if stage.alternate:
+                policy_turn = epoch % 2 == 0
+                stepping = ["policy" if policy_turn else "recognisers"]
+                trained = list(stage.adam if policy_turn else stage.sgd)
+            for name in PARTS:
+                getattr(model, name).requires_grad_(name in trained)
+            self.sampler.set_epoch(global_epoch + epoch - first)
+            record = self.run_epoch(stage, epoch, model, optimisers, stepping, budget)
+            with warnings.catch_warnings():
+                # Alternating: the idle optimiser's schedule still follows the stage's epochs.
+                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler", UserWarning)
+                for sched in schedulers.values():
+                    sched.step()
+            done = epoch + 1 == stage.epochs
+            position = {"stage": index + (1 if done else 0), "epoch": 0 if done else epoch + 1}
+            self.save(stage, model, position, optimisers, schedulers, budget, record)
+
+    def run_epoch(
+        self, stage: Stage, epoch: int, model: AdaMML,
+        optimisers: Mapping[str, torch.optim.Optimizer], stepping: Sequence[str],
+        budget: BudgetLoss | None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """One pass over the data, stepping the optimisers named in ``stepping``."""
+        config, rt = self.config, self.rt
+        modalities = config.modalities
+        model.train()
+        if stage.decisions == "policy":
+            # AdaMML §4.1: τ = 5 · 0.965^epoch, annealed over the joint epochs.
+            set_tau(model, self.tau_schedule(epoch))
+        if stage.decisions == "frozen":
+            model.policy_features.eval()
+            model.policy.eval()
+        net: nn.Module = model
+        if rt.distributed:
+            # Routing may skip a modality for a whole batch: its backbone then has no gradient.
+            net = DistributedDataParallel(
+                model, device_ids=[rt.device] if rt.device.type == "cuda" else None,
+                find_unused_parameters=stage.decisions == "frozen" or stage.alternate,
+            )  # fmt: skip
+        cost_model = self.costs if stage.policy_cost else ModalityCosts(self.costs.recognition)
+        totals = torch.zeros(6 + len(modalities), dtype=torch.float64, device=rt.device)
+        skips = adamml_data.SkipReport()
+        began = time.perf_counter()
+        bar = tqdm(self.loader, disable=not rt.master, leave=False, dynamic_ncols=True,
+                   desc=f"{stage.model} {stage.name} {epoch + 1}/{stage.epochs}")  # fmt: skip
+        for batch in bar:
+            skips.update(batch)
+            inputs = {k: v.to(rt.device, non_blocking=True)
+                      for k, v in batch.items() if isinstance(v, Tensor)}  # fmt: skip
+            with rt.autocast():
+                loss, task, efficiency, logits, decisions = self.losses(
+                    stage, net, model, inputs, budget
+                )
+            for key in stepping:
+                optimisers[key].zero_grad(set_to_none=True)
+            rt.scaler.scale(loss).backward()
+            for key in stepping:
+                rt.scaler.step(optimisers[key])
+            rt.scaler.update()
+            self.steps += 1
+            if self.stop_after is not None and self.steps >= self.stop_after:
+                raise SystemExit(f"stopped after {self.steps} steps (--stop-after-steps)")
+            correct = is_correct(logits.detach(), inputs["label"], self.multi_label)
+            decisions = decisions.detach().float()
+            count = len(correct)
+            totals += torch.tensor(
+                [count, loss.item() * count, task.item() * count, efficiency.item() * count,
+                 correct.sum().item(), expected_gflops(decisions.double(), cost_model).sum().item(),
+                 *decisions.mean(1).sum(0).tolist()],
+                dtype=torch.float64, device=rt.device,
+            )  # fmt: skip
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        if rt.distributed:
+            dist.all_reduce(totals)
+        n, gflops = totals[0].item(), totals[5].item() / totals[0].item()
+        all_gflops = sum(self.costs.recognition.values()) / 1e9 * config.data.num_segments
+        rates = {m: totals[6 + i].item() / n for i, m in enumerate(modalities)}
+        record = {
+            "model": stage.model, "stage": stage.name, "epoch": epoch + 1, "epochs": stage.epochs,
+            "loss": totals[1].item() / n, "task_loss": totals[2].item() / n,
+            "efficiency_loss": totals[3].item() / n, "train_acc": totals[4].item() / n,
+            "selection": rates, "gflops_per_video": gflops, "gflops_vs_all": gflops / all_gflops,
+            "tau": model.policy.gate.tau, "lr": optimisers["recognisers"].param_groups[0]["lr"],
+            "trained": list(stepping), "seconds": time.perf_counter() - began,
+            "skipped_videos": skips.summary(),
+        }  # fmt: skip
+        rt.log(f"{stage.model:7s} {stage.name:8s} epoch {epoch + 1}/{stage.epochs}: loss "
+               f"{record['loss']:.3f} (task {record['task_loss']:.3f}, efficiency "
+               f"{record['efficiency_loss']:.3f}), train acc {100 * record['train_acc']:.1f}%, "
+               "selection " + ", ".join(f"{m} {100 * r:.0f}%" for m, r in rates.items())
+               + f", {gflops:.3f} GFLOPs/video (T={config.data.num_segments}), "
+               f"τ {record['tau']:.2f}, {record['seconds']:.0f} s")  # fmt: skip
+        return record
+
+    def losses(
+        self, stage: Stage, net: nn.Module, model: AdaMML, inputs: Mapping[str, Tensor],
+        budget: BudgetLoss | None,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+        """``(loss, task loss, efficiency loss, video logits (B, C), decisions (B, T, M))``."""
+        labels = inputs["label"]
+        zero = torch.zeros((), device=labels.device)
+        if stage.decisions == "unimodal":
+            # Every recogniser and policy extractor alone, as a video classifier.
+            video = net(inputs, unimodal=True).float()
+            task = sum(self.task_loss(video[:, k], labels) for k in range(video.shape[1]))
+            logits = video[:, : len(model.modalities)].mean(1)
+            return task, task, zero, logits, all_on(inputs, model)
+        if stage.decisions == "all":
+            result = net(inputs, decisions=all_on(inputs, model))
+        elif stage.decisions == "policy":
+            result = net(inputs)
+        else:
+            with torch.no_grad():
+                decisions = model.decide(inputs)
+            result = net(inputs, decisions=decisions, route=True)
+        logits = result.logits.float()
+        task = self.task_loss(logits, labels)
+        efficiency = zero
+        if stage.decisions == "policy":
+            decisions = result.decisions.float()
+            correct = is_correct(logits.detach(), labels, self.multi_label)
+            efficiency = (
+                budget(decisions) if budget is not None
+                else efficiency_loss(decisions, correct, list(self.config.lambdas.values()),
+                                     self.config.gamma)
+            )  # fmt: skip
+        return task + efficiency, task, efficiency, logits, result.decisions
+
+    def task_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Cross-entropy (single label) or binary cross-entropy (multi-label, ActivityNet)."""
+        if self.multi_label:
+            return F.binary_cross_entropy_with_logits(logits, labels)
+        return F.cross_entropy(logits, labels)
+
+    def save(
+        self, stage: Stage, model: AdaMML, position: dict[str, int],
+        optimisers: Mapping[str, torch.optim.Optimizer],
+        schedulers: Mapping[str, torch.optim.lr_scheduler.LRScheduler],
+        budget: BudgetLoss | None, record: dict[str, Any],
+    ) -> None:  # fmt: skip
+        """Log the epoch; write the stage output at its end and the resume point."""
+        rt = self.rt
+        rng = [rng_state()]
+        if rt.distributed:
+            gathered: list[Any] = [None] * rt.world
+            dist.all_gather_object(gathered, rng[0])
+            rng = gathered
+        if rt.master:
+            with (self.out / "metrics.jsonl").open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            if stage.output is not None and record["epoch"] == stage.epochs:
+                runs.atomic_save(model.state_dict(), self.out / f"{stage.output}.pt")
+            runs.save_checkpoint(self.out, {
+                "position": position, "model_name": stage.model, "model": model.state_dict(),
+                "optimisers": {k: o.state_dict() for k, o in optimisers.items()},
+                "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
+                "budget": budget.state_dict() if budget is not None else {},
+                "tau_schedule": self.tau_schedule.state_dict(), "rng": rng,
+            })  # fmt: skip
+        if rt.distributed:
+            dist.barrier()
 
 
 # ------------------------------------------------------------------------------------------
 # Helpers (small, specific to this script)
 # ------------------------------------------------------------------------------------------
-def classification_loss(logits: torch.Tensor, labels: torch.Tensor, multi_label: bool) -> Any:
-    """Cross-entropy (single label) or binary cross-entropy (multi-label, ActivityNet)."""
-    if multi_label:
-        return F.binary_cross_entropy_with_logits(logits, labels)
-    return F.cross_entropy(logits, labels)
-
-
-def is_correct(logits: torch.Tensor, labels: torch.Tensor, multi_label: bool) -> torch.Tensor:
+def is_correct(logits: Tensor, labels: Tensor, multi_label: bool) -> Tensor:
     """``(B,)`` bool: the top-1 class is (one of) the label(s); Eq. 4's "correct"."""
     top = logits.argmax(-1)
     if multi_label:
         return labels.gather(1, top[:, None]).squeeze(1) > 0
     return top == labels
-
-
-def resolve_lambdas(
-    flag: str | None, preset: dict[str, float] | Any, costs: dict[str, int]
-) -> dict[str, float]:
-    """λ per modality: the flag, else the preset, else the modality's share of the largest
-    per-segment cost (AdaMML §4.1)."""
-    given = dict(preset)
-    if flag:
-        given = {k.strip(): float(v) for k, v in (item.split("=") for item in flag.split(","))}
-    largest = max(costs.values())
-    return {m: given.get(m, costs[m] / largest) for m in costs}
 
 
 def seed_everything(seed: int) -> None:
@@ -533,17 +739,9 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file, then rename: a kill never leaves half a file."""
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(obj, temporary)
-    os.replace(temporary, path)
-
-
-def _part(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+def _part(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
     return {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
 
 
 if __name__ == "__main__":
-    assert args is not None
-    main(args)
+    main()

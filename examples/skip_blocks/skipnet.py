@@ -60,7 +60,7 @@ class GatedBlock(nn.Module):
         elif self.training:
             residual = gate[:, None, None, None] * self.residual(x)
         else:
-            residual = run_selected(self.residual, x, gate.detach() > 0.5)
+            residual = run_selected(self.residual, x, gate)
         return F.relu(self.shortcut(x) + residual)
 
 

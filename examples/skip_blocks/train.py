@@ -165,8 +165,7 @@ def train_adaptive(
             set_tau(net, schedule(epoch + step / steps_per_epoch))
             images, labels = data.images[index], data.labels[index]
             logits, decisions = net(images)
-            # BudgetLoss counts decisions as (B, T, M): one "segment" per image, M = blocks.
-            loss = F.cross_entropy(logits, labels) + budget(decisions[:, None, :])
+            loss = F.cross_entropy(logits, labels) + budget(decisions)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
