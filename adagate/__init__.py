@@ -7,7 +7,8 @@ really skips the compute a gate turns off, and MAC accounting, after AdaMML (ICC
 from adagate.flops import ModalityCosts, count_macs, expected_gflops
 from adagate.fusion import MaskedLateFusion, masked_late_fusion
 from adagate.gates import GumbelGate, gumbel_sigmoid, gumbel_softmax
-from adagate.losses import BudgetLoss, efficiency_loss
+from adagate.inference import optimize_for_inference
+from adagate.losses import BudgetLoss, efficiency_loss, recovery_loss
 from adagate.policy import MultiModalPolicy, PolicyOutput, PolicyState
 from adagate.routing import route_segments, run_selected
 from adagate.schedules import (
@@ -17,6 +18,14 @@ from adagate.schedules import (
     TemperatureSchedule,
     set_tau,
 )
+from adagate.streaming import (
+    FusionState,
+    StreamOutput,
+    StreamState,
+    online_late_fusion,
+    route_segment,
+    stream_step,
+)
 
 __version__ = "0.1.0"
 
@@ -24,6 +33,7 @@ __all__ = [
     "BudgetLoss",
     "CosineDecay",
     "ExponentialDecay",
+    "FusionState",
     "GumbelGate",
     "LinearDecay",
     "MaskedLateFusion",
@@ -31,6 +41,8 @@ __all__ = [
     "MultiModalPolicy",
     "PolicyOutput",
     "PolicyState",
+    "StreamOutput",
+    "StreamState",
     "TemperatureSchedule",
     "__version__",
     "count_macs",
@@ -39,7 +51,12 @@ __all__ = [
     "gumbel_sigmoid",
     "gumbel_softmax",
     "masked_late_fusion",
+    "online_late_fusion",
+    "optimize_for_inference",
+    "recovery_loss",
+    "route_segment",
     "route_segments",
     "run_selected",
     "set_tau",
+    "stream_step",
 ]

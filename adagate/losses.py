@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from adagate._decisions import check_decisions, floating
 
-__all__ = ["BudgetLoss", "efficiency_loss"]
+__all__ = ["BudgetLoss", "efficiency_loss", "recovery_loss"]
 
 
 def _selected_fraction(decisions: Tensor) -> Tensor:
@@ -101,6 +101,67 @@ def efficiency_loss(
     # AdaMML Eq. 4: C_k = γ for a wrong video; torch.where sends no gradient to its decisions.
     wrong = (weights * gamma).sum()
     return torch.where(correct.to(per_video.device), per_video, wrong).mean()
+
+
+def recovery_loss(
+    decisions: Tensor, fixable: Tensor, weights: Tensor | Sequence[float] | float = 1.0
+) -> Tensor:
+    """Pull back on the gates whose skipped compute would have fixed a wrong prediction.
+
+    AdaMML Eq. 4 charges a wrong video the constant ``γ · Σ_k λ_k`` with no gradient, so once a
+    policy has learnt to skip a modality that some videos need, nothing asks it to use that
+    modality again: a collapse onto the cheap modality is stable. This term gives the wrong
+    videos a gradient, and only towards the compute that would have helped. With
+    ``fixable[b, k]`` true when video ``b`` is wrong under its decisions but right with modality
+    ``k`` used on every segment (a counterfactual that costs nothing while the policy trains
+    dense: the skipped segments' logits are computed anyway), and ``u[b, k]`` the fraction of
+    ``b``'s segments that use ``k``::
+
+        L = 1/B · Σ_b Σ_k  w_k · fixable[b, k] · (1 − u[b, k])
+
+    so ``∂L/∂d[b, t, k] = −w_k / (B · T)`` for a fixable pair: a straight-through gate is pushed
+    on exactly where its modality would have turned the prediction right, and nowhere else.
+    With ``w = γ · λ``, a wrong video that modality ``k`` would have fixed costs
+    ``γ · λ_k · (1 − u_k)``: Eq. 4's constant when ``k`` was skipped entirely, falling to zero
+    as ``k`` is used.
+
+    Args:
+        decisions: ``(B, ..., M)`` selection, bool, integer or floating (straight-through
+            gates); the axes between ``B`` and ``M`` are the segments of a video.
+        fixable: ``(B, M)`` bool, or ``(B,)`` bool for "every modality on would fix it" (e.g.
+            when only the all-on prediction is available), applied to every modality.
+        weights: ``(M,)`` non-negative weight per modality, or one number for all.
+
+    Returns:
+        ``()`` scalar loss, in the floating dtype of ``decisions``.
+
+    Raises:
+        ValueError: if ``decisions`` is not ``(B, ..., M)``, ``fixable`` is not a bool
+            ``(B, M)`` or ``(B,)`` tensor, or ``weights`` is not ``(M,)`` non-negative.
+
+    Shape:
+        decisions: (B, ..., M), fixable: (B, M) or (B,), weights: (M,) → output: ().
+
+    Example:
+        >>> decisions = torch.tensor([[[0.0, 1.0], [1.0, 1.0]]])  # one video, two segments
+        >>> recovery_loss(decisions, torch.tensor([[True, False]]), [10.0, 0.5])
+        tensor(5.)
+    """
+    check_decisions(decisions, "(B, ..., M)")
+    batch, modalities = decisions.shape[0], decisions.shape[-1]
+    if fixable.dtype != torch.bool or fixable.shape not in ((batch,), (batch, modalities)):
+        raise ValueError(
+            f"fixable: expected a bool tensor (B, M) = ({batch}, {modalities}) or (B,), "
+            f"got shape {tuple(fixable.shape)} and dtype {fixable.dtype}"
+        )
+    fraction = _selected_fraction(decisions)
+    if isinstance(weights, (int, float)):
+        weights = [float(weights)] * modalities
+    vector = _per_modality("weights", weights, modalities, fraction)
+    mask = fixable.to(fraction.device)
+    if mask.dim() == 1:
+        mask = mask[:, None].expand(batch, modalities)
+    return (mask * vector * (1 - fraction)).sum(dim=1).mean()
 
 
 class BudgetLoss(nn.Module):

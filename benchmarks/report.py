@@ -4,6 +4,9 @@ Each table on that page is the verbatim output of the command shown above it, ru
 script on the machine and date it records; rerun it to refresh the page:
 
     python benchmarks/report.py [--out docs/benchmarks.md] [--only gates routing ...]
+
+With ``--only``, the sections of the benchmarks not named are kept from the existing page as
+they were, with the date they were run.
 """
 
 from __future__ import annotations
@@ -36,9 +39,17 @@ BENCHMARKS = [
      "TSN temporal pooling: wall-time ratio vs MAC ratio against the 2D ResNet-50 on 8 frames."),
     ("policy", [],
      "What deciding costs: policy per segment ÷ one recognition segment, in time and MACs."),
+    ("inference", ["--threads", "1"],
+     "Where the time goes vs where the MACs go, per part of one all-modality AdaMML pass, at the "
+     "demo's and the paper's sizes, before and after `adagate.optimize_for_inference` (issue "
+     "target at the paper's sizes: policy time ÷ recognition time ≤ 0.08)."),
     ("data", [],
      "Data pipeline: DataLoader throughput on the demo set, and seeking vs decoding a whole "
      "60 s 720p video (target ≤ 0.3)."),
+    ("predict", ["--videos", "24"],
+     "End to end with decoding, the trained demo run through `examples/adamml/predict.py`'s "
+     "streaming loop: AdaMML ÷ all-modality, decoding only what the policy asks for vs "
+     "everything first (issue target on the demo validation set: ≤ GFLOPs ratio + 0.2)."),
 ]
 
 
@@ -51,6 +62,22 @@ def machine() -> str:
     )
 
 
+def previous_sections(page: Path) -> dict[str, str]:
+    """The body of each ``## `command` `` section of an existing page, keyed by its heading."""
+    if not page.is_file():
+        return {}
+    bodies: dict[str, str] = {}
+    heading = None
+    for line in page.read_text().splitlines(keepends=True):
+        if line.startswith("## "):
+            heading = line if line.startswith("## `") else None
+            if heading is not None:
+                bodies[heading] = ""
+        elif heading is not None:
+            bodies[heading] += line
+    return {key: body.strip("\n") + "\n" for key, body in bodies.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
@@ -58,18 +85,22 @@ def main() -> None:
     args = parser.parse_args()
 
     today = datetime.date.today().isoformat()
+    kept = previous_sections(Path(args.out)) if args.only else {}
     sections = [
         "# Benchmarks\n",
-        "Every table below is the output of the command above it, run in one go by "
+        "Every table below is the output of the command above it, run by "
         "`python benchmarks/report.py`, which wrote this page "
         f"on {today} on this machine: {machine()}. Performance figures are ratios measured "
         "within one run (warm-up, repeats, best-of), never absolute times compared across runs. "
         "Cost figures are MACs reported as the paper's GFLOPs (1 GFLOP = 1e9 MACs).\n",
     ]
     for name, extra, what in BENCHMARKS:
-        if args.only and name not in args.only:
-            continue
         command = ["python", f"benchmarks/bench_{name}.py", *extra]
+        if args.only and name not in args.only:
+            heading = f"## `{shlex.join(command)}`\n"
+            if heading in kept:
+                sections += [heading, kept[heading]]
+            continue
         print("running:", shlex.join(command), file=sys.stderr, flush=True)
         start = time.perf_counter()
         result = subprocess.run(
@@ -78,7 +109,7 @@ def main() -> None:
         seconds = time.perf_counter() - start
         sections += [
             f"## `{shlex.join(command)}`\n",
-            f"{what} ({seconds:.0f} s)\n",
+            f"{what} ({seconds:.0f} s, run on {today})\n",
             result.stdout.strip() + "\n",
         ]
         if "--plot" in extra:

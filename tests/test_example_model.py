@@ -111,16 +111,3 @@ def test_no_lstm_policy_has_no_recurrent_part() -> None:
 def test_bad_modalities_raise(modalities: tuple[str, ...]) -> None:
     with pytest.raises(ValueError, match="modalities"):
         M.AdaMML(modalities, CLASSES, PRESET)
-
-
-def test_paper_preset_matches_the_paper() -> None:
-    paper = M.PRESETS["paper"]
-    assert paper.visual_backbone == "resnet50"
-    assert paper.policy_mlp == (2048, 2048) and paper.policy_hidden == 256
-    assert dict(paper.lambdas) == {"rgb": 1.0, "audio": 0.05} and paper.gamma == 10.0
-    assert (paper.tau_start, paper.tau_rate) == (5.0, 0.965)
-    assert (paper.warmup_epochs, paper.joint_epochs, paper.finetune_epochs) == (5, 20, 10)
-    assert paper.lr == 1e-3
-    config = D.DataConfig.paper()
-    assert (config.num_segments, config.test_segments, config.crop_size) == (5, 10, 224)
-    assert config.policy_size == 160

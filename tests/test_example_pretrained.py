@@ -6,7 +6,6 @@ download function replaced, by default by one that fails as an unplugged machine
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 import urllib.error
@@ -16,34 +15,21 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "adamml"))
 
 import pretrained as P
+from torchvision_fixture import torchvision_like_state_dict
 
 from adagate.backbones import mobilenet_v2, tsn_resnet18, tsn_resnet34, tsn_resnet50
 from adagate.backbones.resnet import BasicBlock, Bottleneck, TSNResNet
 
-# Written by scripts/make_torchvision_fixture.py from torchvision's own models.
-FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "torchvision_keys.json").read_text())
 FILES = {arch: url.rsplit("/", 1)[1] for arch, url in P.IMAGENET_URLS.items()}
 CLASSES = 5
 HEADS = ("fc.", "classifier.")
 
 
-def torchvision_like_state_dict(arch: str, seed: int) -> dict[str, Tensor]:
-    """Random tensors under exactly torchvision's keys and shapes for ``arch``."""
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape in FIXTURE[arch].items():
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.tensor(7)
-        elif key.endswith("running_var"):
-            state[key] = torch.rand(shape, generator=generator) + 0.5
-        else:
-            state[key] = torch.randn(shape, generator=generator)
-    return state
 
 
 @pytest.fixture(scope="module")

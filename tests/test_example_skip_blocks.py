@@ -122,3 +122,20 @@ def test_tiny_run_end_to_end_respects_budget_and_skips_blocks(tmp_path):
         adaptive["keep_rate_per_block"], random_skip["keep_rate_per_block"], strict=True
     ):
         assert abs(policy_rate - random_rate) < 0.15
+
+
+def test_fixable_marks_wrong_images_the_dense_network_gets_right_and_keeps_batchnorm_stats():
+    torch.manual_seed(0)
+    backbone = SkipResNet(len(CLASSES), (4, 8), 1).train()
+    images, labels = torch.rand(32, 3, 16, 16), torch.randint(len(CLASSES), (32,))
+    gated = torch.randn(32, len(CLASSES))  # stands in for the logits under the gates
+    running = {name: buffer.clone() for name, buffer in backbone.named_buffers()}
+    fixable = train.fixable(backbone, images, gated, labels)
+    assert backbone.training  # left in the mode it was given
+    for name, buffer in backbone.named_buffers():
+        assert torch.equal(buffer, running[name]), name
+    with torch.no_grad():
+        dense_right = backbone.eval()(images).argmax(1) == labels
+    assert torch.equal(fixable, (gated.argmax(1) != labels) & dense_right)
+    assert fixable.dtype == torch.bool and fixable.shape == (32,)
+    assert 0 < int(fixable.sum()) < len(labels)  # the comparison above is not vacuous

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adagate.gates import gumbel_sigmoid
-from adagate.losses import BudgetLoss, efficiency_loss
+from adagate.losses import BudgetLoss, efficiency_loss, recovery_loss
 
 dims = st.tuples(st.integers(1, 4), st.integers(1, 6), st.integers(1, 4))  # B, T, M
 seeds = st.integers(0, 2**31 - 1)
@@ -174,6 +174,78 @@ def test_gradient_reaches_gate_logits_of_correct_videos_only():
 def test_efficiency_loss_bad_inputs_raise(decisions, correct, lambdas, gamma, match):
     with pytest.raises(ValueError, match=match):
         efficiency_loss(decisions, correct, lambdas, gamma)
+
+
+# ---------------------------------------------------------------- recovery_loss
+
+
+def make_fixable(shape: tuple[int, int, int], seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed + 1)
+    return torch.rand(shape[0], shape[2], generator=g) < 0.5
+
+
+@given(dims, seeds)
+def test_recovery_matches_loop_reference(shape, seed):
+    decisions, _, weights = make(shape, seed)
+    fixable = make_fixable(shape, seed)
+    b, t, m = shape
+    expected = sum(
+        float(weights[k]) * (1 - float(decisions[i, :, k].sum()) / t)
+        for i in range(b) for k in range(m) if fixable[i, k]
+    ) / b  # fmt: skip
+    assert float(recovery_loss(decisions, fixable, weights)) == pytest.approx(expected)
+
+
+@given(dims, seeds)
+def test_recovery_gradient_pushes_fixable_gates_on_and_leaves_the_rest(shape, seed):
+    decisions, _, weights = make(shape, seed)
+    fixable = make_fixable(shape, seed)
+    b, t, _ = shape
+    decisions.requires_grad_(True)
+    (grad,) = torch.autograd.grad(recovery_loss(decisions, fixable, weights), decisions)
+    expected = -(weights * fixable) / (b * t)
+    torch.testing.assert_close(grad, expected[:, None, :].expand(shape))
+    # Gradient descent only ever raises a decision, and only where it would have helped.
+    assert (grad <= 0).all()
+    assert torch.equal(grad != 0, (fixable & (weights > 0))[:, None, :].expand(shape))
+
+
+@given(dims, seeds)
+def test_recovery_is_zero_when_nothing_is_fixable_or_everything_is_used(shape, seed):
+    decisions, _, weights = make(shape, seed)
+    nothing = torch.zeros(shape[0], shape[2], dtype=torch.bool)
+    assert float(recovery_loss(decisions, nothing, weights)) == 0.0
+    everything = torch.ones(shape[0], dtype=torch.bool)
+    assert float(recovery_loss(torch.ones(shape), everything, weights)) == 0.0
+
+
+@given(dims, seeds)
+def test_recovery_video_mask_means_every_modality(shape, seed):
+    decisions, _, weights = make(shape, seed)
+    videos = torch.rand(shape[0], generator=torch.Generator().manual_seed(seed)) < 0.5
+    per_modality = videos[:, None].expand(shape[0], shape[2])
+    torch.testing.assert_close(
+        recovery_loss(decisions, videos, weights), recovery_loss(decisions, per_modality, weights)
+    )
+    # One number stands for the same weight on every modality.
+    torch.testing.assert_close(
+        recovery_loss(decisions, videos, 2.0),
+        recovery_loss(decisions, videos, torch.full((shape[2],), 2.0, dtype=torch.float64)),
+    )
+
+
+@pytest.mark.parametrize(
+    ("fixable", "weights", "match"),
+    [
+        (torch.ones(2, 3), [1.0, 1.0], "fixable: expected a bool tensor"),
+        (torch.ones(3, 2, dtype=torch.bool), [1.0, 1.0], "fixable: expected a bool tensor"),
+        (torch.ones(2, 2, dtype=torch.bool), [1.0], "weights: expected"),
+        (torch.ones(2, 2, dtype=torch.bool), [1.0, -1.0], "weights: expected"),
+    ],
+)
+def test_recovery_loss_bad_inputs_raise(fixable, weights, match):
+    with pytest.raises(ValueError, match=match):
+        recovery_loss(torch.ones(2, 4, 2), fixable, weights)
 
 
 # ---------------------------------------------------------------- BudgetLoss

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -12,14 +11,13 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
-from torch import Tensor, nn
+from torch import nn
+from torchvision_fixture import FIXTURE, torchvision_like_state_dict
 
 from adagate.backbones.mobilenet import mobilenet_v2
 from adagate.backbones.resnet import tsn_resnet18, tsn_resnet34, tsn_resnet50
 from adagate.backbones.weights import inflate_conv_weight, load_torchvision_weights
 
-# Written by scripts/make_torchvision_fixture.py from torchvision's own models.
-FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "torchvision_keys.json").read_text())
 OURS: dict[str, Callable[..., nn.Module]] = {
     "resnet18": tsn_resnet18,
     "resnet34": tsn_resnet34,
@@ -28,18 +26,6 @@ OURS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def torchvision_like_state_dict(arch: str, seed: int = 0) -> dict[str, Tensor]:
-    """A random state_dict with exactly torchvision's keys and shapes for ``arch``."""
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape in FIXTURE[arch].items():
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.tensor(7)
-        elif key.endswith("running_var"):
-            state[key] = torch.rand(shape, generator=generator) + 0.5
-        else:
-            state[key] = torch.randn(shape, generator=generator) * 0.1
-    return state
 
 
 class NotATensor:

@@ -6,9 +6,17 @@ Module names are torchvision's (``features.0.0.weight``, ``features.1.conv.0.0.w
 
 from __future__ import annotations
 
+import torch.fx
 from torch import Tensor, nn
 
 from adagate.backbones._temporal import average_frames, flatten_segments, temporal_max_pool
+
+# Opaque to torch.fx: they branch on shapes and frame counts, which a symbolic trace cannot, so a
+# trace of the whole network (adagate.inference folds its stem's BatchNorm from one) keeps them
+# as calls.
+torch.fx.wrap("flatten_segments")
+torch.fx.wrap("temporal_max_pool")
+torch.fx.wrap("average_frames")
 
 __all__ = ["InvertedResidual", "MobileNetV2", "mobilenet_v2"]
 

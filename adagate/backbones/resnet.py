@@ -9,9 +9,17 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import torch.fx
 from torch import Tensor, nn
 
 from adagate.backbones._temporal import average_frames, flatten_segments, temporal_max_pool
+
+# Opaque to torch.fx: they branch on shapes and frame counts, which a symbolic trace cannot, so a
+# trace of the whole network (adagate.inference folds its stem's BatchNorm from one) keeps them
+# as calls.
+torch.fx.wrap("flatten_segments")
+torch.fx.wrap("temporal_max_pool")
+torch.fx.wrap("average_frames")
 
 __all__ = ["BasicBlock", "Bottleneck", "TSNResNet", "tsn_resnet18", "tsn_resnet34", "tsn_resnet50"]
 

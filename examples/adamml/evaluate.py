@@ -15,10 +15,10 @@ selected for. Rows of the table (AdaMML §4.2-4.3):
 
 Reported per row: top-1 accuracy and mAP (the table shows the run's ``--metric``), GFLOPs
 per video (MACs, 1 GFLOP = 1e9 MACs, the policy included where there is one), selection rate
-per modality, measured wall time per video, and, where the data has an ``informative.json`` sidecar (the demo set), the
-share of segments with an informative modality in which the decision used one. A second
-table gives, per class, the accuracy under the policy and all-modality's, and the selection
-rates.
+per modality, measured wall time per video, and, where the data has an ``informative.json``
+sidecar (the demo set), the share of segments with an informative modality in which the
+decision used one. A second table gives, per class, the accuracy under the policy and
+all-modality's, and the selection rates.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from tqdm import tqdm
 
 from adagate.flops import ModalityCosts, expected_gflops
 from adagate.fusion import masked_late_fusion
+from adagate.inference import optimize_for_inference
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import data as adamml_data
@@ -71,6 +72,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="videos held in memory to time each row's forward pass")  # fmt: skip
     p.add_argument("--timing-repeats", type=int, default=3, help="best of this many passes")
     p.add_argument("--seed", type=int, default=0, help="seed of the random-policy baseline")
+    p.add_argument("--no-optimize", dest="optimize", action="store_false",
+                   help="skip adagate.optimize_for_inference (BatchNorm folding, layout per "
+                   "network) to compare")  # fmt: skip
     args = p.parse_args(argv)
     if not (args.run / runs.CONFIG).is_file():
         p.error(f"--run: expected a run directory with {runs.CONFIG}, got {args.run}")
@@ -92,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         args.run, val_list=args.val_list, test_segments=args.test_segments,
         batch_size=args.batch_size, device=args.device, workers=args.workers,
         timing_videos=args.timing_videos, timing_repeats=args.timing_repeats, seed=args.seed,
+        optimize=args.optimize,
     )  # fmt: skip
 
 
@@ -106,8 +111,13 @@ def evaluate(
     timing_videos: int = 24,
     timing_repeats: int = 3,
     seed: int = 0,
+    optimize: bool = True,
 ) -> dict[str, Any]:
     """Evaluate, print the table, write ``report.md``, ``report.json`` and two PNGs in the run.
+
+    ``optimize=False`` (``--no-optimize``) evaluates the networks without
+    ``adagate.optimize_for_inference``; decisions and accuracy are the same either way, within
+    floating-point rounding, and the times show what the optimisation saves.
 
     Returns:
         The report as a dict (what ``report.json`` holds).
@@ -124,7 +134,7 @@ def evaluate(
     )  # fmt: skip
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                         collate_fn=adamml_data.collate)  # fmt: skip
-    models = load_models(run, config, len(classes), device)
+    models = load_models(run, config, len(classes), device, optimize)
     modalities = config.modalities
     costs = measure_costs(models["adamml"], example_batch(data_config, modalities))
     data, timing_batches = collect(models, loader, device, modalities, timing_videos)
@@ -159,19 +169,31 @@ def evaluate(
 
 
 def load_models(
-    run: Path, config: runs.RunConfig, num_classes: int, device: torch.device
-) -> dict[str, AdaMML]:
+    run: Path, config: runs.RunConfig, num_classes: int, device: torch.device,
+    optimize: bool = True,
+) -> dict[str, AdaMML]:  # fmt: skip
     """The run's trained networks in eval mode: ``adamml``, and ``nolstm``, ``allmod``,
     ``unimodal`` where present (the unimodal rows use the all-modality model's recognisers,
-    trained as long as AdaMML's, else the pre-trained ones, else AdaMML's)."""
+    trained as long as AdaMML's, else the pre-trained ones, else AdaMML's). With ``optimize``
+    each goes through ``adagate.optimize_for_inference`` (BatchNorm folded, layout measured
+    per network on one video of the run's test size)."""
     preset = PRESETS[config.preset]
+    example = {
+        key: value.to(device)
+        for key, value in example_batch(
+            config.data, config.modalities, config.data.test_segments
+        ).items()
+    }
     models: dict[str, AdaMML] = {}
     for name in ("adamml", "nolstm", "allmod", "pretrained"):
         path = run / f"{name}.pt"
         if path.exists():
             net = AdaMML(config.modalities, num_classes, preset, recurrent=name != "nolstm")
             net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            models[name] = net.to(device, memory_format=torch.channels_last).eval()
+            net = net.to(device, memory_format=torch.channels_last).eval()
+            # The policy decides and every recogniser runs densely on the example, so each
+            # network's layout is timed.
+            models[name] = optimize_for_inference(net, (example,)) if optimize else net
     if "adamml" not in models:
         raise FileNotFoundError(f"run: {run} has no adamml.pt; did training finish?")
     models["unimodal"] = models.get("allmod") or models.pop("pretrained", None) or models["adamml"]

@@ -40,6 +40,7 @@ class RunConfig:
         lr, pretrain_lr, policy_lr: learning rates (recognisers, unimodal pre-training, policy).
         lambdas: cost weight per modality in AdaMML Eq. 4.
         gamma: penalty of a wrong prediction in Eq. 4.
+        recovery: weight of :func:`adagate.recovery_loss` in units of ``γ · λ`` (0: off).
         budget_gflops: GFLOPs per video for :class:`adagate.BudgetLoss`, or None for Eq. 4.
         joint_schedule: ``together`` or ``alternate`` (AdaMML §4.1).
         metric: ``top1`` or ``map``, the figure the report's table shows.
@@ -65,6 +66,7 @@ class RunConfig:
     policy_lr: float
     lambdas: dict[str, float]
     gamma: float
+    recovery: float
     budget_gflops: float | None
     joint_schedule: str
     metric: str

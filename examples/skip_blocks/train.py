@@ -12,7 +12,9 @@ Steps, top to bottom:
 3. Adaptive: the pretrained copy plus a :class:`~skipnet.BlockPolicy`, trained jointly for
    ``--epochs`` with straight-through Gumbel gates (temperature annealed by
    ``adagate.schedules.CosineDecay``) and ``adagate.losses.BudgetLoss`` holding the expected
-   MACs at ``--budget`` × the dense network's.
+   MACs at ``--budget`` × the dense network's. ``adagate.losses.recovery_loss`` (``--recovery``)
+   turns the gates back on for images the gates got wrong and every block would get right
+   (one extra dense forward pass per batch, no gradient).
 4. Evaluate with deterministic gates: accuracy, measured MACs per image (``count_macs`` of every
    part × how often it ran) and wall time per batch relative to the dense network, for the
    dense, adaptive, and random-skip (same per-block rates as the policy) networks.
@@ -42,7 +44,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from adagate.flops import count_macs
-from adagate.losses import BudgetLoss
+from adagate.losses import BudgetLoss, recovery_loss
 from adagate.schedules import CosineDecay, set_tau
 
 
@@ -64,6 +66,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--budget-step", type=float, default=0.05, help="BudgetLoss step_size")
     parser.add_argument("--tau", type=float, nargs=2, default=[5.0, 0.5], help="start end")
+    parser.add_argument(
+        "--recovery",
+        type=float,
+        default=5.0,
+        help="adagate.recovery_loss weight, in units of the budget's current price; 0: off",
+    )
     parser.add_argument("--timing-repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's default")
     return parser.parse_args(argv)
@@ -155,6 +163,7 @@ def train_adaptive(
     # growing unanswered and then overshoots.
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
     schedule = CosineDecay(start=args.tau[0], end=args.tau[1], epochs=epochs)
+    shares = budget.costs / budget.total_cost
     generator = torch.Generator().manual_seed(args.seed + 1)
     net.train()
     budget.train()
@@ -166,6 +175,16 @@ def train_adaptive(
             images, labels = data.images[index], data.labels[index]
             logits, decisions = net(images)
             loss = F.cross_entropy(logits, labels) + budget(decisions)
+            if args.recovery > 0:
+                # The budget pushes block k off by multiplier · share_k for every image; this
+                # pushes a fixable image's block k on by recovery times that, so its gates go on
+                # whatever the price, and the others' go off. A constant weight instead let the
+                # multiplier (dual ascent, slow) catch up only after the policy had frozen.
+                loss = loss + recovery_loss(
+                    decisions,
+                    fixable(net.backbone, images, logits, labels),
+                    args.recovery * budget.multiplier * shares,
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -188,6 +207,19 @@ def train_adaptive(
         }
         log.append(entry)
         print(_format_log(entry), flush=True)
+
+
+@torch.no_grad()
+def fixable(backbone: SkipResNet, images: Tensor, logits: Tensor, labels: Tensor) -> Tensor:
+    """``(N,)`` bool: wrong under the gates, right with every block on.
+
+    The dense pass runs in ``eval()`` so that it leaves BatchNorm's running statistics, which
+    evaluation uses, to the gated training passes.
+    """
+    backbone.eval()
+    dense_right = backbone(images).argmax(1) == labels
+    backbone.train()
+    return (logits.argmax(1) != labels) & dense_right
 
 
 def _format_log(entry: dict[str, Any]) -> str:

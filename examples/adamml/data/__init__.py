@@ -6,17 +6,20 @@
 * :mod:`.decoding`: PyAV probing, decoding of sampled frames, audio resampling, frame folders;
 * :mod:`.transforms`: per-modality transforms as functions and callables with plain arguments;
 * :mod:`.dataset`: :class:`VideoDataset`, :func:`collate`, :class:`SkipReport`;
+* :mod:`.cache`: :class:`DecodeCache`, decoded videos kept on disk (``cache_dir=``);
 * :mod:`.inspection`: the ``inspect`` command (``python examples/adamml/data inspect ...``).
 
 With ``examples/adamml`` on ``sys.path``, ``import data`` gives every public name below.
 """
 
+from .cache import CachedVideo, DecodeCache
 from .config import DataConfig
 from .dataset import INPUT_BUILDERS, Decoded, InputTransforms, SkipReport, VideoDataset, collate
 from .decoding import (
     VIDEO_SUFFIXES,
     BadVideoError,
     MediaInfo,
+    VideoFrameReader,
     decode_all_frames,
     decode_audio,
     decode_video_frames,
@@ -65,7 +68,9 @@ __all__ = [
     "INPUT_BUILDERS",
     "VIDEO_SUFFIXES",
     "BadVideoError",
+    "CachedVideo",
     "DataConfig",
+    "DecodeCache",
     "Decoded",
     "FlowInput",
     "InputTransforms",
@@ -78,6 +83,7 @@ __all__ = [
     "SpatialParams",
     "SpatialSampler",
     "VideoDataset",
+    "VideoFrameReader",
     "VideoRecord",
     "apply_spatial",
     "audio_windows",

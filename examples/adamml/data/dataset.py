@@ -13,6 +13,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch
 from modalities import MODALITIES
 from torch.utils.data import Dataset
 
+from .cache import CachedVideo, DecodeCache
 from .config import DataConfig
 from .decoding import (
     BadVideoError,
@@ -169,6 +171,9 @@ class VideoDataset(Dataset[dict[str, Any]]):
         informative: sidecar JSON of per-segment informative modalities (``make_dataset.py``).
         strict: raise on any bad input instead of skipping it.
         multi_label: multi-hot labels; default: True when any line has several labels.
+        cache_dir: keep decoded video files here and decode each only once
+            (:class:`~data.cache.DecodeCache`); items are bit-identical to those decoded
+            fresh. ``None`` (default) decodes every time. Frame folders are never cached.
 
     Raises:
         ValueError: no usable line, a frame-folder-only modality (flow) requested for video
@@ -186,6 +191,7 @@ class VideoDataset(Dataset[dict[str, Any]]):
         informative: str | Path | None = None,
         strict: bool = False,
         multi_label: bool | None = None,
+        cache_dir: str | Path | None = None,
     ) -> None:
         self.data_root = Path(data_root)
         self.config = config
@@ -220,6 +226,11 @@ class VideoDataset(Dataset[dict[str, Any]]):
             json.loads(Path(informative).read_text())["videos"] if informative else {}
         )
         self._warned: set[str] = set()
+        self.cache = (
+            DecodeCache(cache_dir, config.resize_range[1], config.sample_rate)
+            if cache_dir is not None
+            else None
+        )
 
     def __len__(self) -> int:
         return len(self.records)
@@ -309,6 +320,9 @@ class VideoDataset(Dataset[dict[str, Any]]):
     def _decode_video_file(
         self, path: Path, generator: torch.Generator | None, issues: list[str]
     ) -> Decoded:
+        cached = self.cache.video(path) if self.cache is not None else None
+        if cached is not None:
+            return self._decode_cached(path, cached, generator, issues)
         config = self.config
         with open_media(path) as container:
             info = probe_media(container)
@@ -319,13 +333,44 @@ class VideoDataset(Dataset[dict[str, Any]]):
             )
             decoded = Decoded(indices, info.fps, _as_tensor(frames, stack))
             if "audio" in config.modalities:
-                windows = audio_windows(indices, info.fps, config.audio_seconds)
-                if info.audio_rate is None:
-                    issues.append("no_audio")
-                    decoded.audio = self._silence(windows)
-                else:
-                    decoded.audio = decode_audio(container, windows, config.sample_rate)
+                decoded.audio = self._video_audio(
+                    indices, info.fps, info.audio_rate, issues,
+                    lambda windows: decode_audio(container, windows, config.sample_rate),
+                )  # fmt: skip
         return decoded
+
+    def _decode_cached(
+        self, path: Path, cached: CachedVideo, generator: torch.Generator | None,
+        issues: list[str],
+    ) -> Decoded:  # fmt: skip
+        assert self.cache is not None
+        cache, config = self.cache, self.config
+        num_frames = cached.frames.shape[0]
+        indices = self._sample(num_frames, generator, issues)
+        stack = stacked_indices(indices, self.rgb_stack, num_frames)
+        frames = cached.frames[stack.reshape(-1)].reshape(*stack.shape, *cached.frames.shape[1:])
+        decoded = Decoded(indices, cached.fps, frames)
+        if "audio" in config.modalities:
+
+            def decode(windows: list[tuple[float, float]]) -> list[np.ndarray]:
+                fresh = partial(_decode_audio_file, path, windows, config.sample_rate)
+                return cache.audio(path, windows, fresh, store=not self.train)
+
+            decoded.audio = self._video_audio(
+                indices, cached.fps, cached.audio_rate, issues, decode
+            )
+        return decoded
+
+    def _video_audio(
+        self, indices: torch.Tensor, fps: float, audio_rate: int | None, issues: list[str],
+        decode: Callable[[list[tuple[float, float]]], list[np.ndarray]],
+    ) -> list[np.ndarray]:  # fmt: skip
+        """The audio windows of the segments: ``decode(windows)``, silence without a track."""
+        windows = audio_windows(indices, fps, self.config.audio_seconds)
+        if audio_rate is None:
+            issues.append("no_audio")
+            return self._silence(windows)
+        return decode(windows)
 
     def _decode_frame_folder(
         self,
@@ -365,6 +410,13 @@ class VideoDataset(Dataset[dict[str, Any]]):
                 with open_media(audio_path) as container:
                     decoded.audio = decode_audio(container, windows, config.sample_rate)
         return decoded
+
+
+def _decode_audio_file(
+    path: Path, windows: list[tuple[float, float]], sample_rate: int
+) -> list[np.ndarray]:
+    with open_media(path) as container:
+        return decode_audio(container, windows, sample_rate)
 
 
 def _informative(
