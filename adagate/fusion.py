@@ -57,23 +57,7 @@ def masked_late_fusion(
         >>> masked_late_fusion(logits, decisions, torch.ones(3)).shape
         torch.Size([2, 10])
     """
-    if logits.dim() != 4:
-        raise ValueError(f"logits: expected (B, T, M, C), got shape {tuple(logits.shape)}")
-    check_decisions(decisions, "(B, T, M)")
-    if decisions.shape != logits.shape[:3]:
-        raise ValueError(
-            f"decisions: expected (B, T, M) = {tuple(logits.shape[:3])} to match logits "
-            f"{tuple(logits.shape)}, got shape {tuple(decisions.shape)}"
-        )
-    if weights.dim() != 1 or weights.shape[0] != logits.shape[2]:
-        raise ValueError(
-            f"weights: expected (M,) = ({logits.shape[2]},) to match logits "
-            f"{tuple(logits.shape)}, got shape {tuple(weights.shape)}"
-        )
-    if normalize and bool((weights <= 0).any()):
-        raise ValueError(
-            f"weights: expected positive weights with normalize=True, got {weights.tolist()}"
-        )
+    check_fusion_inputs(logits, decisions, weights, normalize, "(B, T, M, C)")
     used = floating(decisions).to(logits.dtype) * weights.to(logits.dtype)
     fused = torch.einsum("btm,btmc->bc", used, logits)
     segments = torch.full_like(fused[:, :1], logits.shape[1])
@@ -82,6 +66,39 @@ def masked_late_fusion(
     total = used.sum(dim=(1, 2)).unsqueeze(1)
     # A video with nothing selected has fused == 0; divide it by T rather than by 0.
     return fused / torch.where(total > 0, total, segments)
+
+
+def check_fusion_inputs(
+    logits: Tensor,
+    decisions: Tensor,
+    weights: Tensor,
+    normalize: bool,
+    layout: str,
+    suffix: str = "",
+) -> None:
+    """Check ``logits`` laid out as ``layout`` (ending in ``M, C``), ``decisions`` as the same
+    without ``C``, and ``(M,)`` weights; argument names in messages end in ``suffix``."""
+    names = [f"{n}{suffix}" for n in ("logits", "decisions", "weights")]
+    axes = layout.strip("()").split(", ")
+    decisions_layout = "(" + ", ".join(axes[:-1]) + ")"
+    if logits.dim() != len(axes):
+        raise ValueError(f"{names[0]}: expected {layout}, got shape {tuple(logits.shape)}")
+    check_decisions(decisions, decisions_layout, name=names[1])
+    if decisions.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"{names[1]}: expected {decisions_layout} = {tuple(logits.shape[:-1])} to match "
+            f"{names[0]} {tuple(logits.shape)}, got shape {tuple(decisions.shape)}"
+        )
+    modalities = logits.shape[-2]
+    if weights.dim() != 1 or weights.shape[0] != modalities:
+        raise ValueError(
+            f"weights: expected (M,) = ({modalities},) to match {names[0]} "
+            f"{tuple(logits.shape)}, got shape {tuple(weights.shape)}"
+        )
+    if normalize and bool((weights <= 0).any()):
+        raise ValueError(
+            f"weights: expected positive weights with normalize=True, got {weights.tolist()}"
+        )
 
 
 class MaskedLateFusion(nn.Module):

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from adagate._decisions import check_decisions, floating, selected
+from adagate.fusion import check_fusion_inputs
 from adagate.policy import MultiModalPolicy, PolicyState
 from adagate.routing import run_selected
 
@@ -99,23 +100,7 @@ def online_late_fusion(
         >>> torch.allclose(video, masked_late_fusion(logits, decisions, weights), atol=1e-6)
         True
     """
-    if logits_t.dim() != 3:
-        raise ValueError(f"logits_t: expected (B, M, C), got shape {tuple(logits_t.shape)}")
-    check_decisions(decisions_t, "(B, M)", name="decisions_t")
-    if decisions_t.shape != logits_t.shape[:2]:
-        raise ValueError(
-            f"decisions_t: expected (B, M) = {tuple(logits_t.shape[:2])} to match logits_t "
-            f"{tuple(logits_t.shape)}, got shape {tuple(decisions_t.shape)}"
-        )
-    if weights.dim() != 1 or weights.shape[0] != logits_t.shape[1]:
-        raise ValueError(
-            f"weights: expected (M,) = ({logits_t.shape[1]},) to match logits_t "
-            f"{tuple(logits_t.shape)}, got shape {tuple(weights.shape)}"
-        )
-    if normalize and bool((weights <= 0).any()):
-        raise ValueError(
-            f"weights: expected positive weights with normalize=True, got {weights.tolist()}"
-        )
+    check_fusion_inputs(logits_t, decisions_t, weights, normalize, "(B, M, C)", suffix="_t")
     used = floating(decisions_t).to(logits_t.dtype) * weights.to(logits_t.dtype)
     weighted_sum = torch.einsum("bm,bmc->bc", used, logits_t)
     used_weight = used.sum(dim=1)
