@@ -194,19 +194,7 @@ def route_segments(
         >>> out.shape, bool(out[0, :, 1].eq(0).all()), bool(out[1, :, 0].eq(0).all())
         (torch.Size([2, 4, 2, 3]), True, True)
     """
-    names = list(modalities)
-    check_decisions(decisions, "(B, T, M)")
-    if decisions.shape[2] != len(names):
-        raise ValueError(
-            f"decisions: expected (B, T, M) with M = {len(names)} for modalities {names}, "
-            f"got shape {tuple(decisions.shape)}"
-        )
-    absent = [name for name in names if name not in modules or name not in inputs]
-    if absent:
-        raise ValueError(
-            f"modalities: expected each to have a module and an input, got {absent} without; "
-            f"modules have {list(modules)}, inputs have {list(inputs)}"
-        )
+    names = check_routing_inputs(modules, inputs, decisions, modalities, "(B, T, M)")
     segments = tuple(decisions.shape[:2])
     outputs = []
     for index, name in enumerate(names):
@@ -226,6 +214,36 @@ def route_segments(
     if len(set(shapes.values())) > 1:
         raise ValueError(f"modules: expected outputs of one shape, got {shapes}")
     return torch.stack(outputs, dim=2)
+
+
+def check_routing_inputs(
+    modules: Mapping[str, Any],
+    inputs: Mapping[str, Any],
+    decisions: Tensor,
+    modalities: Sequence[str],
+    layout: str,
+    suffix: str = "",
+) -> list[str]:
+    """Check ``decisions`` laid out as ``layout`` (ending in ``M``) against ``modalities``, each
+    of which needs a module and an input; argument names in messages end in ``suffix``.
+
+    Returns:
+        The modality names, in order.
+    """
+    names = list(modalities)
+    check_decisions(decisions, layout, name=f"decisions{suffix}")
+    if decisions.shape[-1] != len(names):
+        raise ValueError(
+            f"decisions{suffix}: expected {layout} with M = {len(names)} for modalities "
+            f"{names}, got shape {tuple(decisions.shape)}"
+        )
+    absent = [name for name in names if name not in modules or name not in inputs]
+    if absent:
+        raise ValueError(
+            f"modalities: expected each to have a module and an input, got {absent} without; "
+            f"modules have {list(modules)}, inputs{suffix} have {list(inputs)}"
+        )
+    return names
 
 
 def _rows(inputs: Any) -> int:

@@ -22,10 +22,10 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from adagate._decisions import check_decisions, floating, selected
+from adagate._decisions import floating, selected
 from adagate.fusion import check_fusion_inputs
 from adagate.policy import MultiModalPolicy, PolicyState
-from adagate.routing import run_selected
+from adagate.routing import check_routing_inputs, run_selected
 
 __all__ = [
     "FusionState",
@@ -173,19 +173,7 @@ def route_segment(
         >>> out.shape, bool(out[:, 0].eq(0).all())
         (torch.Size([1, 2, 3]), True)
     """
-    names = list(modalities)
-    check_decisions(decisions_t, "(B, M)", name="decisions_t")
-    if decisions_t.shape[1] != len(names):
-        raise ValueError(
-            f"decisions_t: expected (B, M) with M = {len(names)} for modalities {names}, "
-            f"got shape {tuple(decisions_t.shape)}"
-        )
-    absent = [name for name in names if name not in modules or name not in inputs_t]
-    if absent:
-        raise ValueError(
-            f"modalities: expected each to have a module and an input, got {absent} without; "
-            f"modules have {list(modules)}, inputs_t have {list(inputs_t)}"
-        )
+    names = check_routing_inputs(modules, inputs_t, decisions_t, modalities, "(B, M)", "_t")
     rows = decisions_t.shape[0]
     outputs: dict[str, Tensor] = {}
     for index, name in enumerate(names):
