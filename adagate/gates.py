@@ -26,6 +26,13 @@ def _check_tau(tau: float) -> float:
     return tau
 
 
+def _check_noise(noise: float) -> float:
+    noise = float(noise)
+    if not (math.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise: expected a finite number >= 0, got {noise}")
+    return noise
+
+
 def _check_logits(logits: Tensor) -> None:
     if not isinstance(logits, Tensor):
         raise ValueError(f"logits: expected a torch.Tensor, got {type(logits).__name__}")
@@ -58,6 +65,7 @@ def gumbel_sigmoid(
     tau: float = 1.0,
     hard: bool = True,
     *,
+    noise: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Sample a binary relaxed-Bernoulli gate: the 2-way Gumbel-Softmax with one random draw.
@@ -72,6 +80,11 @@ def gumbel_sigmoid(
         tau: temperature > 0. Small values approach the hard decision, large ones 0.5.
         hard: if True, return exact {0, 1} decisions whose gradient is the soft sample's
             (straight-through); else the soft sample in [0, 1].
+        noise: scale ``s >= 0`` of the logistic sample, ``sigmoid((l + s L) / tau)``: 1 is the
+            Gumbel-Softmax; smaller values make the decision more deterministic,
+            ``P(hard output = 1) = sigmoid(logits / s)``; 0 gives exactly the eval-mode decision
+            ``logits > 0`` with the gradient of ``sigmoid(logits / tau)``. Annealed towards 0,
+            training decides as evaluation will (see ``adagate.set_tau``).
         generator: optional ``torch.Generator`` (on the logits' device) for repeatable noise.
 
     Returns:
@@ -81,21 +94,26 @@ def gumbel_sigmoid(
         logits: (*) → output: (*)
 
     Raises:
-        ValueError: if ``tau`` is not a positive finite number or ``logits`` is not floating.
+        ValueError: if ``tau`` is not a positive finite number, ``noise`` is negative or not
+            finite, or ``logits`` is not floating.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
         >>> gumbel_sigmoid(torch.zeros(4), tau=0.5, generator=g).tolist()
         [0.0, 1.0, 0.0, 0.0]
     """
-    tau = _check_tau(tau)
+    tau, noise = _check_tau(tau), _check_noise(noise)
     _check_logits(logits)
     dtype = _compute_dtype(logits)
     eps = torch.finfo(dtype).eps
-    noise = _uniform(logits, dtype, generator).logit_(eps)
-    soft = torch.sigmoid((logits.to(dtype) + noise) / tau)
+    perturbed = logits.to(dtype)
+    if noise > 0:
+        perturbed = perturbed + _uniform(logits, dtype, generator).logit_(eps).mul_(noise)
+    soft = torch.sigmoid(perturbed / tau)
     if hard:
-        soft = _straight_through((soft > 0.5).to(dtype), soft)
+        # The sign of the perturbed logit, not ``soft > 0.5``: the same decision, without the
+        # rounding of the sigmoid (a logit of 1e-300 is "on" in eval mode too).
+        soft = _straight_through((perturbed > 0).to(dtype), soft)
     return soft.to(logits.dtype)
 
 
@@ -105,6 +123,7 @@ def gumbel_softmax(
     hard: bool = True,
     dim: int = -1,
     *,
+    noise: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Sample a categorical Gumbel-Softmax, NaN-free where ``torch.nn.functional``'s is not.
@@ -122,6 +141,9 @@ def gumbel_softmax(
         hard: if True, return exact one-hot samples with the soft sample's gradient
             (straight-through); else the soft sample, which sums to 1 along ``dim``.
         dim: the category axis.
+        noise: scale ``s >= 0`` of the Gumbel samples: 1 is the Gumbel-Softmax, 0 the
+            deterministic argmax with the gradient of ``softmax(logits / tau)`` (as
+            `gumbel_sigmoid`).
         generator: optional ``torch.Generator`` for repeatable noise.
 
     Returns:
@@ -131,15 +153,16 @@ def gumbel_softmax(
         logits: (*, K, *) with K categories along ``dim`` → output: same shape.
 
     Raises:
-        ValueError: if ``tau`` is not positive and finite, ``logits`` is not floating, ``dim``
-            is out of range, or ``logits`` has no category along ``dim``.
+        ValueError: if ``tau`` is not positive and finite, ``noise`` is negative or not
+            finite, ``logits`` is not floating, ``dim`` is out of range, or ``logits`` has no
+            category along ``dim``.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
         >>> gumbel_softmax(torch.tensor([[0.0, 5.0, -float("inf")]]), generator=g).tolist()
         [[0.0, 1.0, 0.0]]
     """
-    tau = _check_tau(tau)
+    tau, noise = _check_tau(tau), _check_noise(noise)
     _check_logits(logits)
     if logits.dim() > 0 and not -logits.dim() <= dim < logits.dim():
         raise ValueError(
@@ -152,12 +175,14 @@ def gumbel_softmax(
         )
     dtype = _compute_dtype(logits)
     tiny, eps = torch.finfo(dtype).tiny, torch.finfo(dtype).eps
-    gumbels = -torch.log(-torch.log(_uniform(logits, dtype, generator).clamp_(tiny, 1 - eps)))
-    perturbed = logits.to(dtype) + gumbels
+    perturbed = logits.to(dtype)
+    if noise > 0:
+        uniform = _uniform(logits, dtype, generator).clamp_(tiny, 1 - eps)
+        perturbed = perturbed - uniform.log_().neg_().log_().mul_(noise)
     shifted = perturbed - perturbed.amax(dim, keepdim=True).detach()
     soft = torch.softmax(shifted / tau, dim)
     if hard:
-        index = soft.argmax(dim, keepdim=True)
+        index = perturbed.argmax(dim, keepdim=True)
         soft = _straight_through(torch.zeros_like(soft).scatter_(dim, index, 1.0), soft)
     return soft.to(logits.dtype)
 
@@ -176,14 +201,18 @@ class GumbelGate(nn.Module):
       (``softmax(logits)``), i.e. the expected value of the hard sample, whatever ``tau``; feed
       it to `adagate.expected_gflops` to get an expected cost.
 
-    ``tau`` is a plain float (reading it never syncs a device) saved in ``state_dict`` through
-    the module's extra state; set it every epoch from a schedule (``adagate.schedules``).
+    ``tau`` and ``noise`` are plain floats (reading them never syncs a device) saved in
+    ``state_dict`` through the module's extra state; set them every epoch from a schedule
+    (``adagate.set_tau``). ``noise`` scales the sampling noise: annealed from 1 towards 0, the
+    decisions made in training become the ``"argmax"`` decisions of evaluation, so the cost
+    and accuracy trained for are the ones measured (see the concept page on gates).
 
     Args:
         tau: initial temperature > 0.
         hard: return exact decisions with straight-through gradients (training and "sample").
         eval_mode: "argmax", "sample" or "soft".
         dim: None for independent binary gates, or the category axis of a categorical gate.
+        noise: initial scale >= 0 of the sampling noise (1: Gumbel-Softmax; 0: deterministic).
 
     Shape:
         logits: (*) → decisions: (*), same dtype; NaN logits give NaN decisions.
@@ -200,11 +229,13 @@ class GumbelGate(nn.Module):
         hard: bool = True,
         eval_mode: EvalMode = "argmax",
         dim: int | None = None,
+        noise: float = 1.0,
     ) -> None:
         super().__init__()
         if eval_mode not in _EVAL_MODES:
             raise ValueError(f"eval_mode: expected one of {_EVAL_MODES}, got {eval_mode!r}")
         self.tau = tau
+        self.noise = noise
         self.hard = hard
         self.eval_mode: EvalMode = eval_mode
         self.dim = dim
@@ -217,6 +248,15 @@ class GumbelGate(nn.Module):
     @tau.setter
     def tau(self, value: float) -> None:
         self._tau = _check_tau(value)
+
+    @property
+    def noise(self) -> float:
+        """The scale of the sampling noise used by the next training call."""
+        return self._noise
+
+    @noise.setter
+    def noise(self, value: float) -> None:
+        self._noise = _check_noise(value)
 
     def forward(self, logits: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         """Gate ``logits``.
@@ -233,8 +273,12 @@ class GumbelGate(nn.Module):
         """
         if self.training or self.eval_mode == "sample":
             if self.dim is None:
-                return gumbel_sigmoid(logits, self.tau, self.hard, generator=generator)
-            return gumbel_softmax(logits, self.tau, self.hard, self.dim, generator=generator)
+                return gumbel_sigmoid(
+                    logits, self.tau, self.hard, noise=self.noise, generator=generator
+                )
+            return gumbel_softmax(
+                logits, self.tau, self.hard, self.dim, noise=self.noise, generator=generator
+            )
         _check_logits(logits)
         if self.eval_mode == "soft":
             if self.dim is None:
@@ -248,10 +292,11 @@ class GumbelGate(nn.Module):
         return one_hot.masked_fill(invalid, math.nan)
 
     def get_extra_state(self) -> dict[str, float]:
-        return {"tau": self.tau}
+        return {"tau": self.tau, "noise": self.noise}
 
     def set_extra_state(self, state: dict[str, float]) -> None:
         self.tau = state["tau"]
+        self.noise = state.get("noise", 1.0)  # absent from adagate 0.1.0 checkpoints
 
     def extra_repr(self) -> str:
-        return f"tau={self.tau}, hard={self.hard}, eval_mode={self.eval_mode!r}, dim={self.dim}"
+        return f"tau={self.tau}, noise={self.noise}, hard={self.hard}, eval_mode={self.eval_mode!r}, dim={self.dim}"

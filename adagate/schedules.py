@@ -143,24 +143,28 @@ class LinearDecay(_DecayToEnd):
         return self.start + (self.end - self.start) * self._progress(epoch)
 
 
-def set_tau(model: nn.Module, tau: float) -> int:
-    """Set the temperature of every `GumbelGate` inside ``model``.
+def set_tau(model: nn.Module, tau: float, *, noise: float | None = None) -> int:
+    """Set the temperature (and, if given, the noise scale) of every `GumbelGate` in ``model``.
 
     Args:
         model: any module; its submodules (and itself) are searched.
         tau: the new temperature (> 0), typically ``schedule(epoch)``.
+        noise: the new scale (>= 0) of the sampling noise, or None to leave it: 1 samples the
+            Gumbel-Softmax, 0 makes training decide exactly as ``eval()`` does.
 
     Returns:
         How many gates were updated.
 
     Shape:
-        tau: scalar (python float), applied to gates of any logit shape.
+        tau, noise: scalars (python floats), applied to gates of any logit shape.
 
     Example:
-        >>> set_tau(nn.Sequential(GumbelGate(), GumbelGate()), ExponentialDecay()(3))
+        >>> set_tau(nn.Sequential(GumbelGate(), GumbelGate()), ExponentialDecay()(3), noise=0.5)
         2
     """
     gates = [module for module in model.modules() if isinstance(module, GumbelGate)]
     for gate in gates:
         gate.tau = tau
+        if noise is not None:
+            gate.noise = noise
     return len(gates)

@@ -94,6 +94,19 @@ def test_metrics_log_one_line_per_epoch_with_the_annealed_temperature(whole: Pat
     preset = train.PRESETS["tiny"]
     assert records[3]["tau"] == pytest.approx(preset.tau_start * preset.tau_rate)
     assert records[6]["tau"] == pytest.approx(preset.tau_start * preset.tau_rate)
+    # The gates' noise falls from 1 to the floor over the joint epochs (two here).
+    assert [records[i]["noise"] for i in (2, 3, 5, 6)] == [1.0, 0.25, 1.0, 0.25]
+
+
+@pytest.mark.parametrize(
+    ("epoch", "epochs", "floor", "expected"),
+    [(0, 7, 0.25, 1.0), (3, 7, 0.25, 0.5), (5, 7, 0.25, 0.25), (6, 7, 0.0, 0.0),
+     (0, 1, 0.25, 1.0), (4, 7, 1.0, 1.0)],
+)  # fmt: skip
+def test_gate_noise_falls_linearly_to_its_floor(
+    epoch: int, epochs: int, floor: float, expected: float
+) -> None:
+    assert train.gate_noise(epoch, epochs, floor) == pytest.approx(expected)
 
 
 def test_report_has_every_baseline_and_consistent_costs(whole: Path) -> None:
@@ -168,6 +181,7 @@ def test_stage_zero_alone_then_init_from_its_run(root: Path, tmp_path: Path) -> 
         (["--data-root", "/nonexistent"], "--data-root: expected a directory"),
         (["--only-stages", "warm"], "--only-stages: expected names"),
         (["--init", "/nonexistent.pt"], "--init: no such run directory or file"),
+        (["--noise-floor", "1.5"], "--noise-floor: expected a number in [0, 1]"),
     ],
 )
 def test_bad_flags_exit_with_one_line_naming_the_flag(

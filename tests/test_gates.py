@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adagate.gates import GumbelGate, gumbel_sigmoid, gumbel_softmax
+from adagate.schedules import set_tau
 
 HALF_DTYPES = [torch.float16, torch.bfloat16]
 ALL_DTYPES = [torch.float32, torch.float64, *HALF_DTYPES]
@@ -42,6 +43,50 @@ def test_hard_categorical_frequencies_match_softmax(logits: list[float], seed: i
     frequency = gumbel_softmax(x, generator=seeded(seed)).mean(0)
     p = torch.softmax(torch.tensor(logits, dtype=torch.float64), -1)
     assert ((frequency - p).abs() <= binomial_bound(p, n)).all()
+
+
+@given(
+    logits=st.lists(st.floats(-8, 8), min_size=1, max_size=4),
+    noise=st.floats(0.05, 3),
+    seed=st.integers(0, 2**31),
+)
+def test_noise_scale_sets_the_probability_of_on(
+    logits: list[float], noise: float, seed: int
+) -> None:
+    n = 20_000
+    x = torch.tensor(logits, dtype=torch.float64).expand(n, -1)
+    frequency = gumbel_sigmoid(x, noise=noise, generator=seeded(seed)).mean(0)
+    p = torch.sigmoid(torch.tensor(logits, dtype=torch.float64) / noise)
+    assert ((frequency - p).abs() <= binomial_bound(p, n)).all()
+    categorical = torch.tensor([[logits[0], 0.0]], dtype=torch.float64).expand(n, -1)
+    frequency = gumbel_softmax(categorical, noise=noise, generator=seeded(seed)).mean(0)
+    p = torch.softmax(categorical[0] / noise, -1)
+    assert ((frequency - p).abs() <= binomial_bound(p, n)).all()
+
+
+@given(
+    logits=st.lists(st.floats(-20, 20), min_size=2, max_size=6),
+    tau=st.floats(0.1, 10),
+)
+def test_zero_noise_decides_as_eval_with_the_relaxed_gradient(
+    logits: list[float], tau: float
+) -> None:
+    x = torch.tensor(logits, dtype=torch.float64, requires_grad=True)
+    out = gumbel_sigmoid(x, tau, noise=0.0)
+    assert torch.equal(out.detach(), GumbelGate().eval()(x.detach()))
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    torch.testing.assert_close(grad, torch.sigmoid(x / tau) * torch.sigmoid(-x / tau) / tau)
+    rows = x.detach().reshape(1, -1)
+    one_hot = gumbel_softmax(rows, tau, noise=0.0)
+    assert torch.equal(one_hot, GumbelGate(dim=-1).eval()(rows))
+
+
+def test_unit_noise_is_the_gumbel_softmax_draw_for_draw() -> None:
+    x = torch.randn(64, 3, generator=seeded(5))
+    assert torch.equal(gumbel_sigmoid(x, 0.5, noise=1.0, generator=seeded(1)),
+                       gumbel_sigmoid(x, 0.5, generator=seeded(1)))  # fmt: skip
+    assert torch.equal(gumbel_softmax(x, 0.5, noise=1.0, generator=seeded(1)),
+                       gumbel_softmax(x, 0.5, generator=seeded(1)))  # fmt: skip
 
 
 def test_masked_category_is_never_drawn() -> None:
@@ -198,6 +243,27 @@ def test_gate_tau_is_settable_and_saved_in_state_dict() -> None:
     with pytest.raises(ValueError, match="tau"):
         gate.tau = 0.0
     assert "tau=0.25" in repr(gate)
+
+
+def test_gate_noise_is_settable_saved_and_optional_in_old_state_dicts() -> None:
+    gate = GumbelGate(noise=0.5)
+    assert set_tau(torch.nn.Sequential(gate), 2.0, noise=0.25) == 1
+    assert (gate.tau, gate.noise) == (2.0, 0.25)
+    set_tau(gate, 3.0)
+    assert gate.noise == 0.25  # None leaves it
+    restored = GumbelGate()
+    restored.load_state_dict(gate.state_dict())
+    assert restored.noise == 0.25 and "noise=0.25" in repr(restored)
+    old = {"_extra_state": {"tau": 0.5}}  # an adagate 0.1.0 gate
+    restored.load_state_dict(old)
+    assert (restored.tau, restored.noise) == (0.5, 1.0)
+    for bad in (-0.1, math.nan, math.inf):
+        with pytest.raises(ValueError, match="noise: expected a finite number >= 0"):
+            gate.noise = bad
+        with pytest.raises(ValueError, match="noise"):
+            gumbel_sigmoid(torch.zeros(2), noise=bad)
+        with pytest.raises(ValueError, match="noise"):
+            gumbel_softmax(torch.zeros(2), noise=bad)
 
 
 def test_gate_state_dict_survives_weights_only_load(tmp_path: "pytest.TempPathFactory") -> None:

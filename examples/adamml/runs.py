@@ -49,6 +49,9 @@ class RunConfig:
         world_size: processes that trained.
         weights: where each network's initial weights came from.
         command: the command line.
+        noise_floor: joint training's Gumbel noise scale falls linearly from 1 to 0 over the
+            stage and is held at this floor (1: the paper's constant noise; runs written
+            before the flag existed trained with 1).
     """
 
     preset: str
@@ -75,6 +78,7 @@ class RunConfig:
     world_size: int
     weights: dict[str, str]
     command: str
+    noise_floor: float = 1.0
 
 
 def save_config(run: Path, config: RunConfig) -> None:

@@ -72,6 +72,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=5.0,
         help="adagate.recovery_loss weight, in units of the budget's current price; 0: off",
     )
+    parser.add_argument(
+        "--noise-floor",
+        type=float,
+        default=1.0,
+        help="the gates' sampling noise falls linearly from 1 (Gumbel-Softmax) towards 0 (the "
+        "test-time decision) over the joint epochs, held at this floor; 1: constant noise",
+    )
     parser.add_argument("--timing-repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's default")
     return parser.parse_args(argv)
@@ -171,7 +178,8 @@ def train_adaptive(
         start, total, correct, kept = time.perf_counter(), 0.0, 0, 0.0
         used: list[float] = []
         for step, index in enumerate(batches(len(data.labels), args.batch_size, generator)):
-            set_tau(net, schedule(epoch + step / steps_per_epoch))
+            progress = epoch + step / steps_per_epoch
+            set_tau(net, schedule(progress), noise=max(args.noise_floor, 1 - progress / epochs))
             images, labels = data.images[index], data.labels[index]
             logits, decisions = net(images)
             loss = F.cross_entropy(logits, labels) + budget(decisions)
@@ -203,6 +211,7 @@ def train_adaptive(
             "budget_target": budget.target_fraction(1),
             "multiplier": budget.multiplier,
             "tau": net.policy.gate.tau,
+            "noise": net.policy.gate.noise,
             "seconds": time.perf_counter() - start,
         }
         log.append(entry)
