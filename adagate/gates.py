@@ -299,4 +299,7 @@ class GumbelGate(nn.Module):
         self.noise = state.get("noise", 1.0)  # absent from adagate 0.1.0 checkpoints
 
     def extra_repr(self) -> str:
-        return f"tau={self.tau}, noise={self.noise}, hard={self.hard}, eval_mode={self.eval_mode!r}, dim={self.dim}"
+        return (
+            f"tau={self.tau}, noise={self.noise}, hard={self.hard}, "
+            f"eval_mode={self.eval_mode!r}, dim={self.dim}"
+        )

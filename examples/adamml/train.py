@@ -650,7 +650,8 @@ class Trainer:
             "loss": totals[1].item() / n, "task_loss": totals[2].item() / n,
             "efficiency_loss": totals[3].item() / n, "train_acc": totals[4].item() / n,
             "selection": rates, "gflops_per_video": gflops, "gflops_vs_all": gflops / all_gflops,
-            "tau": model.policy.gate.tau, "noise": model.policy.gate.noise, "lr": optimisers["recognisers"].param_groups[0]["lr"],
+            "tau": model.policy.gate.tau, "noise": model.policy.gate.noise,
+            "lr": optimisers["recognisers"].param_groups[0]["lr"],
             "trained": list(stepping), "seconds": time.perf_counter() - began,
             "skipped_videos": skips.summary(),
         }  # fmt: skip
