@@ -115,6 +115,13 @@ def test_report_has_every_baseline_and_consistent_costs(whole: Path) -> None:
     # Every validation video is counted once in the per-class table (single-label data).
     assert sum(row["videos"] for row in report["per_class"].values()) == report["videos"]
     assert "## Per class" in (whole / "report.md").read_text()
+    # Selection by segment position averages, over positions, to the row's selection rate.
+    by_position = report["by_position"]
+    assert len(by_position["rgb"]) == report["test_segments"]
+    assert sum(by_position["rgb"]) / report["test_segments"] == pytest.approx(
+        report["rows"]["AdaMML"]["selection"]["rgb"], abs=1e-6
+    )
+    assert "## By segment position" in (whole / "report.md").read_text()
     assert list(report["rows"]) == [
         "AdaMML", "AdaMML, no LSTM", "All modalities", "rgb only", "audio only",
         "Random policy (AdaMML's rates)",

@@ -163,6 +163,7 @@ def evaluate(
         "timing_videos": videos,
         "rows": rows,
         "per_class": per_class(data, classes, modalities, dataset.multi_label),
+        "by_position": by_position(data["adamml/decisions"], modalities),
     }
     write_report(run, report, data, classes, timing_repeats)
     return report
@@ -327,6 +328,7 @@ def write_report(
         f"{repeats} passes over {report['timing_videos']} videos held in memory, on "
         f"{report['machine']}, {report['date']}.\n\n"
         f"## Per class\n\n{per_class_table(report)}\n\n"
+        f"## By segment position\n\n{position_table(report)}\n\n"
         "![accuracy vs GFLOPs](accuracy_vs_gflops.png)\n\n"
         "![per-video selection](selection_map.png)\n"
     )
@@ -460,6 +462,23 @@ def per_class_table(report: Mapping[str, Any]) -> str:
                      + " | ".join("–" if v is None else f"{100 * v:.1f}" for v in both) + " | "
                      + " | ".join(f"{100 * row['selection'][m]:.1f}" for m in modalities)
                      + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def by_position(decisions: Tensor, modalities: Sequence[str]) -> dict[str, list[float]]:
+    """``decisions (N, T, M)`` → per modality, the selection rate at each position ``t``."""
+    return {m: decisions[..., i].mean(0).tolist() for i, m in enumerate(modalities)}
+
+
+def position_table(report: Mapping[str, Any]) -> str:
+    """AdaMML's selection rate per modality at each segment position ``t``: a recurrent policy
+    trained on fewer segments than it is tested on shows here where it stops looking."""
+    rates = report["by_position"]
+    positions = len(next(iter(rates.values())))
+    lines = ["| modality | " + " | ".join(f"t={t}" for t in range(positions)) + " |",
+             "|" + "---|" * (1 + positions)]  # fmt: skip
+    lines += [f"| {m} sel. (%) | " + " | ".join(f"{100 * r:.0f}" for r in rate) + " |"
+              for m, rate in rates.items()]  # fmt: skip
     return "\n".join(lines)
 
 
