@@ -94,8 +94,8 @@ def test_metrics_log_one_line_per_epoch_with_the_annealed_temperature(whole: Pat
     preset = train.PRESETS["tiny"]
     assert records[3]["tau"] == pytest.approx(preset.tau_start * preset.tau_rate)
     assert records[6]["tau"] == pytest.approx(preset.tau_start * preset.tau_rate)
-    # The gates' noise falls from 1 to the floor over the joint epochs (two here).
-    assert [records[i]["noise"] for i in (2, 3, 5, 6)] == [1.0, 0.25, 1.0, 0.25]
+    # The default keeps the paper's constant noise.
+    assert [records[i]["noise"] for i in (2, 3, 5, 6)] == [1.0] * 4
 
 
 @pytest.mark.parametrize(
@@ -167,7 +167,11 @@ def test_stage_zero_alone_then_init_from_its_run(root: Path, tmp_path: Path) -> 
     run(root, first, "--only-stages", "pretrain", "--no-evaluate")
     assert (first / "pretrained.pt").exists() and not (first / "warmup.pt").exists()
     run(root, second, "--init", str(first), "--only-stages", "warmup,joint,finetune",
-        "--no-baselines", "--joint-schedule", "alternate")  # fmt: skip
+        "--no-baselines", "--joint-schedule", "alternate", "--noise-floor", "0.25")  # fmt: skip
+    # The gates' noise fell from 1 to the floor over the joint epochs (two here).
+    records = [json.loads(line) for line in (second / "metrics.jsonl").read_text().splitlines()]
+    assert [r["noise"] for r in records if r["stage"] == "joint"] == [1.0, 0.25]
+    assert json.loads((second / "config.json").read_text())["noise_floor"] == 0.25
     pretrained, warm = weights(first / "pretrained.pt"), weights(second / "warmup.pt")
     # The warm-up started from stage 0's weights: the policy extractors (not trained in the
     # warm-up) are still exactly stage 0's.
