@@ -78,7 +78,7 @@ def check_fusion_inputs(
 ) -> None:
     """Check ``logits`` laid out as ``layout`` (ending in ``M, C``), ``decisions`` as the same
     without ``C``, and ``(M,)`` weights; argument names in messages end in ``suffix``."""
-    names = [f"{n}{suffix}" for n in ("logits", "decisions", "weights")]
+    names = [f"{n}{suffix}" for n in ("logits", "decisions")]
     axes = layout.strip("()").split(", ")
     decisions_layout = "(" + ", ".join(axes[:-1]) + ")"
     if logits.dim() != len(axes):

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from adagate.gates import GumbelGate
+from adagate.gates import GumbelGate, _check_noise, _check_tau
 
 __all__ = ["CosineDecay", "ExponentialDecay", "LinearDecay", "TemperatureSchedule", "set_tau"]
 
@@ -162,6 +162,9 @@ def set_tau(model: nn.Module, tau: float, *, noise: float | None = None) -> int:
         >>> set_tau(nn.Sequential(GumbelGate(), GumbelGate()), ExponentialDecay()(3), noise=0.5)
         2
     """
+    # Both checked first: a bad value changes no gate.
+    tau = _check_tau(tau)
+    noise = None if noise is None else _check_noise(noise)
     gates = [module for module in model.modules() if isinstance(module, GumbelGate)]
     for gate in gates:
         gate.tau = tau

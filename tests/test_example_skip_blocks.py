@@ -45,6 +45,13 @@ def _mixed_policy_net(widths=(4, 8), blocks_per_stage=2):
     return BlockDropNet(backbone, policy).eval()
 
 
+def test_bad_noise_floor_exits_with_one_line_naming_the_flag(capsys):
+    with pytest.raises(SystemExit) as exited:
+        train.parse_args(["--noise-floor", "-0.5"])
+    assert exited.value.code == 2
+    assert "--noise-floor: expected a number in [0, 1]" in capsys.readouterr().err
+
+
 def test_shapes_are_deterministic_and_hard_images_are_grey():
     first, second = make_shapes(64, seed=3), make_shapes(64, seed=3)
     assert torch.equal(first.images, second.images)

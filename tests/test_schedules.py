@@ -81,3 +81,7 @@ def test_set_tau_reaches_every_nested_gate() -> None:
     assert set_tau(nn.Linear(2, 2), 1.0) == 0
     with pytest.raises(ValueError, match="tau"):
         set_tau(model, 0.0)
+    # A bad noise scale changes no gate, not even the temperature given with it.
+    with pytest.raises(ValueError, match="noise"):
+        set_tau(model, 2.0, noise=-1.0)
+    assert [m.tau for m in model.modules() if isinstance(m, GumbelGate)] == taus

@@ -81,7 +81,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--timing-repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's default")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 0 <= args.noise_floor <= 1:
+        parser.error(f"--noise-floor: expected a number in [0, 1], got {args.noise_floor}")
+    return args
 
 
 @dataclass(frozen=True)
