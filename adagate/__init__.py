@@ -9,6 +9,14 @@ from adagate.fusion import MaskedLateFusion, masked_late_fusion
 from adagate.gates import GumbelGate, gumbel_sigmoid, gumbel_softmax
 from adagate.inference import optimize_for_inference
 from adagate.losses import BudgetLoss, efficiency_loss, recovery_loss
+from adagate.operating import (
+    OperatingPoint,
+    choose_operating_point,
+    pareto_front,
+    sweep_thresholds,
+    threshold_grid,
+    top1_accuracy,
+)
 from adagate.policy import MultiModalPolicy, PolicyOutput, PolicyState
 from adagate.routing import route_segments, run_selected
 from adagate.schedules import (
@@ -39,12 +47,14 @@ __all__ = [
     "MaskedLateFusion",
     "ModalityCosts",
     "MultiModalPolicy",
+    "OperatingPoint",
     "PolicyOutput",
     "PolicyState",
     "StreamOutput",
     "StreamState",
     "TemperatureSchedule",
     "__version__",
+    "choose_operating_point",
     "count_macs",
     "efficiency_loss",
     "expected_gflops",
@@ -53,10 +63,14 @@ __all__ = [
     "masked_late_fusion",
     "online_late_fusion",
     "optimize_for_inference",
+    "pareto_front",
     "recovery_loss",
     "route_segment",
     "route_segments",
     "run_selected",
     "set_tau",
     "stream_step",
+    "sweep_thresholds",
+    "threshold_grid",
+    "top1_accuracy",
 ]

@@ -2,9 +2,10 @@
 
 AdaMML §4.1 reports the cost of a video as GFLOPs (1 GFLOP = 1e9 MACs here, as in most of the
 vision literature): the policy network runs on every segment, each recognition network only on
-the segments the policy selected for its modality. :class:`ModalityCosts` holds the per-segment
-costs, measured once from the real modules; :func:`expected_gflops` turns a batch of decisions
-into GFLOPs per video.
+the segments the policy selected for its modality, except a *shared* one, whose pooled
+features the policy reads and which therefore runs on every segment. :class:`ModalityCosts`
+holds the per-segment costs, measured once from the real modules; :func:`expected_gflops` turns
+a batch of decisions into GFLOPs per video.
 """
 
 from __future__ import annotations
@@ -85,19 +86,34 @@ class ModalityCosts:
         recognition: MACs of one segment through each modality's recognition network, keyed
             by modality name (e.g. ``{"rgb": 4_110_000_000, "audio": 320_000_000}``). Paid only
             for the segments where that modality is selected.
-        policy: MACs of the policy for one segment: its per-modality feature extractors plus
-            the policy network (MLP, LSTM, heads). Paid for every segment, whatever it decides.
+        policy: MACs of the policy for one segment: its own per-modality feature extractors
+            plus the policy network (MLP, LSTM, heads). Paid for every segment, whatever it
+            decides.
+        shared: modalities whose recognition network is also the policy's feature extractor
+            for that modality (the policy reads its pooled features). Their recognition cost
+            is paid on every segment, as part of the policy, and not again when selected: the
+            decision then only says whether their logits enter the fusion. Stored in the
+            order of ``recognition``.
 
     Raises:
         ValueError: if ``recognition`` is empty, or a name is not a string, or a cost is not a
-            non-negative ``int`` (costs are MACs: write ``int(14.52e9)``, not ``14.52``).
+            non-negative ``int`` (costs are MACs: write ``int(14.52e9)``, not ``14.52``), or
+            ``shared`` names a modality that is not in ``recognition``, or one twice.
 
     Use :meth:`measure` to get them from the real modules; :meth:`as_tensor` for the ``(M,)``
-    recognition costs in the policy's modality order (e.g. for a compute-budget loss).
+    recognition costs in the policy's modality order (e.g. for a compute-budget loss, with
+    ``marginal=True``); :attr:`always` for the MACs paid on every segment.
+
+    Example:
+        >>> costs = ModalityCosts({"rgb": 14 * 10**9, "audio": 4 * 10**8}, policy=4 * 10**8,
+        ...                       shared=("audio",))
+        >>> costs.always, costs.as_tensor(marginal=True).tolist()
+        (800000000, [14000000000.0, 0.0])
     """
 
     recognition: Mapping[str, int]
     policy: int = 0
+    shared: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.recognition, Mapping) or not self.recognition:
@@ -110,13 +126,28 @@ class ModalityCosts:
                 raise ValueError(f"recognition: expected modality names as keys, got {name!r}")
             _check_macs(macs, f"recognition[{name!r}]")
         _check_macs(self.policy, "policy")
-        # A private copy: the costs of a frozen object must not change under the caller's hands.
+        shared = self.shared
+        if isinstance(shared, str) or not isinstance(shared, Sequence):
+            raise ValueError(
+                f"shared: expected a sequence of modality names, e.g. ('audio',), got {shared!r}"
+            )
+        if len(set(shared)) != len(shared) or not set(shared) <= set(self.recognition):
+            raise ValueError(
+                f"shared: expected distinct names from {list(self.recognition)}, got {list(shared)}"
+            )
+        # Private copies: the costs of a frozen object must not change under the caller's hands.
         object.__setattr__(self, "recognition", dict(self.recognition))
+        object.__setattr__(self, "shared", tuple(m for m in self.recognition if m in shared))
 
     @property
     def modalities(self) -> tuple[str, ...]:
         """Modality names, in the order ``recognition`` was given."""
         return tuple(self.recognition)
+
+    @property
+    def always(self) -> int:
+        """MACs paid on every segment: the policy's plus the shared recognition networks'."""
+        return self.policy + sum(self.recognition[name] for name in self.shared)
 
     @classmethod
     def measure(
@@ -125,6 +156,7 @@ class ModalityCosts:
         inputs: Mapping[str, Any],
         policy: Mapping[str, nn.Module] | None = None,
         policy_inputs: Mapping[str, Any] | None = None,
+        shared: Sequence[str] = (),
     ) -> ModalityCosts:
         """Measure the costs with :func:`count_macs`, one segment per module.
 
@@ -140,6 +172,9 @@ class ModalityCosts:
             policy: the modules paid for on every segment, under any labels, e.g.
                 ``{"rgb_features": mobilenet, "audio_features": audio_net, "policy": policy}``.
             policy_inputs: one-segment example input per ``policy`` entry; same keys.
+            shared: modalities whose recognition network the policy reads (see the class);
+                leave their networks out of ``policy``: they are counted once, in
+                ``recognition``.
 
         Returns:
             The measured costs; ``policy`` is the sum over the policy modules (0 if none).
@@ -162,6 +197,7 @@ class ModalityCosts:
         return cls(
             recognition={name: _measure_one(m, inputs[name]) for name, m in recognition.items()},
             policy=sum(_measure_one(m, policy_inputs[name]) for name, m in policy.items()),
+            shared=shared,
         )
 
     def as_tensor(
@@ -170,6 +206,7 @@ class ModalityCosts:
         *,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
+        marginal: bool = False,
     ) -> Tensor:
         """Recognition MACs per segment as a tensor, in a given modality order.
 
@@ -178,6 +215,9 @@ class ModalityCosts:
                 exactly the modalities of ``recognition``. Default: their given order.
             dtype: floating dtype of the result (default: torch's default dtype).
             device: device of the result.
+            marginal: the MACs that selecting each modality adds: 0 for a ``shared`` one,
+                which runs on every segment anyway. Use it where a decision is charged its
+                cost, as in a :class:`~adagate.losses.BudgetLoss`.
 
         Returns:
             ``costs: (M,)`` recognition MACs of one segment, per modality.
@@ -186,9 +226,8 @@ class ModalityCosts:
             ValueError: if ``modalities`` misses, repeats or adds a modality.
         """
         order = self._order(modalities)
-        return torch.tensor(
-            [float(self.recognition[name]) for name in order], dtype=dtype, device=device
-        )
+        paid = [0 if marginal and name in self.shared else self.recognition[name] for name in order]
+        return torch.tensor([float(macs) for macs in paid], dtype=dtype, device=device)
 
     def _order(self, modalities: Sequence[str] | None) -> tuple[str, ...]:
         if modalities is None:
@@ -203,38 +242,63 @@ class ModalityCosts:
 
 
 def expected_gflops(
-    decisions: Tensor, costs: ModalityCosts, modalities: Sequence[str] | None = None
+    decisions: Tensor,
+    costs: ModalityCosts | Mapping[str, int],
+    modalities: Sequence[str] | None = None,
 ) -> Tensor:
     """GFLOPs per video for given per-segment decisions, as the AdaMML tables report them.
 
-    ``(Σ_t Σ_m decisions[b, t, m] · recognition[m] + T · policy) / 1e9``: the policy runs on
-    every segment; recognition network m runs on the segments where it is selected (AdaMML
-    §3.1, §4.1). With soft decisions (selection probabilities) it is the expected cost, and it
-    is differentiable in ``decisions``.
+    ``(Σ_t Σ_{m not shared} decisions[b, t, m] · recognition[m] + T · always) / 1e9`` with
+    ``always = policy + Σ_{m shared} recognition[m]``: the policy runs on every segment, and so
+    do the recognition networks it reads features from (``costs.shared``); any other
+    recognition network m runs on the segments where it is selected (AdaMML §3.1, §4.1). With
+    soft decisions (selection probabilities) it is the expected cost, and it is differentiable
+    in ``decisions``.
 
     Args:
         decisions: ``(B, T, M)`` bool, integer or floating, in {0, 1} or, soft, in [0, 1]; the
             M axis in ``modalities`` order. Values are not checked (that would need a device
             sync).
-        costs: per-segment MACs.
+        costs: per-segment MACs; or a mapping modality name → recognition MACs of one
+            segment, read as ``ModalityCosts(costs)`` (no policy cost) in the order of
+            ``modalities``, which it then needs.
         modalities: the order of the M axis, normally ``policy.modalities``; default: the
-            order of ``costs.recognition``.
+            order of ``costs.recognition`` for a :class:`ModalityCosts`.
 
     Returns:
         ``gflops: (B,)`` in ``decisions``' floating dtype (at least float32), on its device.
 
     Raises:
         ValueError: if ``decisions`` is not a ``(B, T, M)`` decisions tensor with one entry per
-            modality, ``costs`` is not a :class:`ModalityCosts`, or ``modalities`` does not
-            name each modality of ``costs`` exactly once.
+            modality, ``costs`` is neither a :class:`ModalityCosts` nor a mapping of modality
+            name to MACs, ``costs`` is a mapping and ``modalities`` is not given, or
+            ``modalities`` does not name each modality of ``costs`` exactly once.
 
     Example:
         >>> costs = ModalityCosts({"rgb": 4_000_000_000, "audio": 1_000_000_000}, policy=10**9)
         >>> expected_gflops(torch.tensor([[[1, 0], [1, 1]]]), costs)
         tensor([11.])
+        >>> recognition = {"audio": 1_000_000_000, "rgb": 4_000_000_000}
+        >>> expected_gflops(torch.tensor([[[1, 0], [1, 1]]]), recognition, ["rgb", "audio"])
+        tensor([9.])
     """
+    if isinstance(costs, Mapping):
+        if modalities is None:
+            # A dict's own order need not be the M axis's (that is the policy's): never guess.
+            raise ValueError(
+                f"costs: expected a ModalityCosts, or a mapping modality → MACs together with "
+                f"modalities= (the order of the M axis, e.g. policy.modalities), got "
+                f"{type(costs).__name__} {dict(costs)!r} without modalities"
+            )
+        try:
+            costs = ModalityCosts(costs)
+        except ValueError as error:
+            raise ValueError(f"costs: read as ModalityCosts(costs): {error}") from error
     if not isinstance(costs, ModalityCosts):
-        raise ValueError(f"costs: expected a ModalityCosts, got {type(costs).__name__}")
+        raise ValueError(
+            f"costs: expected a ModalityCosts or a mapping modality → MACs, "
+            f"got {type(costs).__name__}"
+        )
     order = costs._order(modalities)
     check_decisions(decisions, "(B, T, M)")
     if decisions.shape[2] != len(order):
@@ -246,13 +310,13 @@ def expected_gflops(
     if decisions.is_floating_point():
         dtype = torch.promote_types(decisions.dtype, torch.float32)
     # Scale to GFLOPs in float64 first: per-segment MACs (~1e10) are not exact in float32.
-    recognition = (costs.as_tensor(order, dtype=torch.float64) / _MACS_PER_GFLOP).to(
+    recognition = (costs.as_tensor(order, dtype=torch.float64, marginal=True) / _MACS_PER_GFLOP).to(
         dtype=dtype, device=decisions.device
     )
     segments = decisions.shape[1]
     # Element-wise multiply and sum rather than a matmul, so autocast cannot lower it to fp16.
     selected = (decisions.to(dtype) * recognition).sum(dim=(1, 2))
-    return selected + segments * costs.policy / _MACS_PER_GFLOP
+    return selected + segments * costs.always / _MACS_PER_GFLOP
 
 
 def _check_macs(macs: object, name: str) -> None:

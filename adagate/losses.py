@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import numbers
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.distributed as dist
@@ -21,10 +22,15 @@ def _selected_fraction(decisions: Tensor) -> Tensor:
 
 
 def _per_modality(
-    name: str, values: Tensor | Sequence[float], num_modalities: int, like: Tensor
+    name: str,
+    values: Tensor | Sequence[float] | Mapping[str, float],
+    num_modalities: int,
+    like: Tensor,
+    modalities: Sequence[str] | None = None,
 ) -> Tensor:
-    """Validate a non-negative ``(M,)`` vector and move it to ``like``'s device and dtype."""
-    vector = torch.as_tensor(values).detach()
+    """Validate a non-negative ``(M,)`` vector and move it to ``like``'s device and dtype; a
+    mapping is read in the order of ``modalities``."""
+    vector = _as_vector(name, values, modalities, num_modalities)
     if vector.dim() != 1 or vector.shape[0] != num_modalities:
         raise ValueError(
             f"{name}: expected (M,) = ({num_modalities},), got shape {tuple(vector.shape)}"
@@ -34,11 +40,65 @@ def _per_modality(
     return vector.to(device=like.device, dtype=like.dtype)
 
 
+def _as_vector(
+    name: str,
+    values: Tensor | Sequence[float] | Mapping[str, float],
+    modalities: Sequence[str] | None,
+    num_modalities: int | None,
+) -> Tensor:
+    """``values`` as a detached tensor; a mapping keyed by modality is read in the order of
+    ``modalities`` (M names, when ``num_modalities`` is known)."""
+    size = "M" if num_modalities is None else f"M = {num_modalities}"
+    order = None
+    if modalities is not None:
+        order = [] if isinstance(modalities, str) else list(modalities)
+        count = len(order) if num_modalities is None else num_modalities
+        if not order or len(order) != count or len(set(order)) != len(order):
+            raise ValueError(
+                f"modalities: expected {size} distinct names, the order of the M axis, "
+                f"got {modalities!r}"
+            )
+    if isinstance(values, Mapping):
+        if order is None:
+            # A dict's own order need not be the M axis's (that is the policy's): never guess.
+            raise ValueError(
+                f"{name}: expected a sequence or tensor of {size} values in the order of the "
+                f"M axis, got {type(values).__name__} {dict(values)!r}; to pass values by "
+                f"modality name, also pass modalities= (the order of the M axis, e.g. "
+                f"policy.modalities)"
+            )
+        missing = [m for m in order if m not in values]
+        extra = [key for key in values if key not in order]
+        if missing or extra:
+            raise ValueError(
+                f"{name}: expected one value for each of modalities {order}, got "
+                f"{dict(values)!r} (missing {missing}, extra {extra})"
+            )
+        values = [_number(f"{name}[{m!r}]", values[m]) for m in order]
+    try:
+        return torch.as_tensor(values).detach()
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(
+            f"{name}: expected a sequence or tensor of {size} numbers, or a mapping modality "
+            f"→ number with modalities=, got {type(values).__name__} {values!r}"
+        ) from error
+
+
+def _number(name: str, value: object) -> float:
+    if isinstance(value, Tensor) and value.numel() == 1:
+        return float(value.detach())
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
 def efficiency_loss(
     decisions: Tensor,
     correct: Tensor,
-    lambdas: Tensor | Sequence[float],
+    lambdas: Tensor | Sequence[float] | Mapping[str, float],
     gamma: float,
+    *,
+    modalities: Sequence[str] | None = None,
 ) -> Tensor:
     """The efficiency term of AdaMML Eq. 4, averaged over the batch.
 
@@ -68,16 +128,19 @@ def efficiency_loss(
         correct: ``(B,)`` bool, whether each video was classified correctly; compute it from the
             detached fused logits, e.g. ``fused.detach().argmax(-1) == labels``.
         lambdas: ``(M,)`` non-negative cost weight ``λ_k`` of each modality (the paper uses
-            ``λ_rgb = 1``, ``λ_audio = 0.05``).
+            ``λ_rgb = 1``, ``λ_audio = 0.05``), in the order of the M axis; or a mapping
+            modality name → weight, e.g. ``{"rgb": 1.0, "audio": 0.05}``, with ``modalities``.
         gamma: non-negative penalty ``γ`` for a wrong prediction (the paper uses 10).
-
+        modalities: the order of the M axis (e.g. ``policy.modalities``); needed when
+            ``lambdas`` is a mapping, checked against M when given.
     Returns:
         ``()`` scalar loss, in the floating dtype of ``decisions`` (default dtype for bool).
 
     Raises:
         ValueError: if ``decisions`` is not a ``(B, ..., M)`` decisions tensor, ``correct`` is
-            not ``(B,)`` bool, ``lambdas`` is not ``(M,)`` or has a negative entry, or ``gamma``
-            is negative.
+            not ``(B,)`` bool, ``lambdas`` is not ``(M,)`` or has a negative entry, ``gamma``
+            is negative, ``modalities`` is not M distinct names, or ``lambdas`` is a mapping
+            without ``modalities`` or whose keys are not exactly ``modalities``.
 
     Shape:
         decisions: (B, ..., M), correct: (B,), lambdas: (M,) → output: ().
@@ -85,6 +148,9 @@ def efficiency_loss(
     Example:
         >>> decisions = torch.tensor([[[1.0, 1.0], [0.0, 1.0]]])
         >>> efficiency_loss(decisions, torch.tensor([True]), [1.0, 0.05], gamma=10.0)
+        tensor(0.3000)
+        >>> efficiency_loss(decisions, torch.tensor([True]), {"audio": 0.05, "rgb": 1.0},
+        ...                 gamma=10.0, modalities=["rgb", "audio"])
         tensor(0.3000)
     """
     check_decisions(decisions, "(B, ..., M)")
@@ -96,7 +162,7 @@ def efficiency_loss(
     if not gamma >= 0:
         raise ValueError(f"gamma: expected a non-negative number, got {gamma}")
     fraction = _selected_fraction(decisions)
-    weights = _per_modality("lambdas", lambdas, decisions.shape[-1], fraction)
+    weights = _per_modality("lambdas", lambdas, decisions.shape[-1], fraction, modalities)
     per_video = (weights * fraction.square()).sum(dim=1)
     # AdaMML Eq. 4: C_k = γ for a wrong video; torch.where sends no gradient to its decisions.
     wrong = (weights * gamma).sum()
@@ -104,7 +170,11 @@ def efficiency_loss(
 
 
 def recovery_loss(
-    decisions: Tensor, fixable: Tensor, weights: Tensor | Sequence[float] | float = 1.0
+    decisions: Tensor,
+    fixable: Tensor,
+    weights: Tensor | Sequence[float] | Mapping[str, float] | float = 1.0,
+    *,
+    modalities: Sequence[str] | None = None,
 ) -> Tensor:
     """Pull back on the gates whose skipped compute would have fixed a wrong prediction.
 
@@ -130,14 +200,18 @@ def recovery_loss(
             gates); the axes between ``B`` and ``M`` are the segments of a video.
         fixable: ``(B, M)`` bool, or ``(B,)`` bool for "every modality on would fix it" (e.g.
             when only the all-on prediction is available), applied to every modality.
-        weights: ``(M,)`` non-negative weight per modality, or one number for all.
+        weights: ``(M,)`` non-negative weight per modality in the order of the M axis, a
+            mapping modality name → weight with ``modalities``, or one number for all.
+        modalities: the order of the M axis (e.g. ``policy.modalities``); needed when
+            ``weights`` is a mapping, checked against M when given.
 
     Returns:
         ``()`` scalar loss, in the floating dtype of ``decisions``.
 
     Raises:
         ValueError: if ``decisions`` is not ``(B, ..., M)``, ``fixable`` is not a bool
-            ``(B, M)`` or ``(B,)`` tensor, or ``weights`` is not ``(M,)`` non-negative.
+            ``(B, M)`` or ``(B,)`` tensor, ``weights`` is not ``(M,)`` non-negative, or
+            ``weights`` is a mapping without ``modalities`` or whose keys are not exactly them.
 
     Shape:
         decisions: (B, ..., M), fixable: (B, M) or (B,), weights: (M,) → output: ().
@@ -148,19 +222,19 @@ def recovery_loss(
         tensor(5.)
     """
     check_decisions(decisions, "(B, ..., M)")
-    batch, modalities = decisions.shape[0], decisions.shape[-1]
-    if fixable.dtype != torch.bool or fixable.shape not in ((batch,), (batch, modalities)):
+    batch, count = decisions.shape[0], decisions.shape[-1]
+    if fixable.dtype != torch.bool or fixable.shape not in ((batch,), (batch, count)):
         raise ValueError(
-            f"fixable: expected a bool tensor (B, M) = ({batch}, {modalities}) or (B,), "
+            f"fixable: expected a bool tensor (B, M) = ({batch}, {count}) or (B,), "
             f"got shape {tuple(fixable.shape)} and dtype {fixable.dtype}"
         )
     fraction = _selected_fraction(decisions)
     if isinstance(weights, (int, float)):
-        weights = [float(weights)] * modalities
-    vector = _per_modality("weights", weights, modalities, fraction)
+        weights = [float(weights)] * count
+    vector = _per_modality("weights", weights, count, fraction, modalities)
     mask = fixable.to(fraction.device)
     if mask.dim() == 1:
-        mask = mask[:, None].expand(batch, modalities)
+        mask = mask[:, None].expand(batch, count)
     return (mask * vector * (1 - fraction)).sum(dim=1).mean()
 
 
@@ -199,13 +273,17 @@ class BudgetLoss(nn.Module):
 
     Args:
         costs: ``(M,)`` non-negative cost of one segment of each modality, e.g. MACs or GFLOPs
-            from :func:`adagate.flops.count_macs`; at least one positive.
+            from :func:`adagate.flops.count_macs`, in the order of the M axis; or a mapping
+            modality name → cost with ``modalities`` (e.g. ``ModalityCosts.recognition``); at
+            least one positive.
         target: with ``relative=False``, the budget per video in the units of ``costs``
             (e.g. GFLOPs per video, summed over its T segments); with ``relative=True``, a
             fraction in ``(0, 1]`` of the all-modality cost ``T · Σ_m c_m``.
         relative: how to read ``target``.
         step_size: dual-ascent step on the normalised constraint; positive.
         initial_multiplier: starting multiplier; non-negative.
+        modalities: the order of the M axis of the decisions (e.g. ``policy.modalities``);
+            needed when ``costs`` is a mapping, checked against M when given.
 
     Shape:
         - decisions: ``(B, ..., M)``, bool, integer or floating (straight-through gates); the
@@ -214,8 +292,9 @@ class BudgetLoss(nn.Module):
 
     Raises:
         ValueError: if ``costs`` is not ``(M,)``, non-negative and not all zero, ``target`` is
-            not positive (or above 1 when ``relative``), ``step_size`` is not positive, or
-            ``initial_multiplier`` is negative.
+            not positive (or above 1 when ``relative``), ``step_size`` is not positive,
+            ``initial_multiplier`` is negative, ``modalities`` is not M distinct names, or
+            ``costs`` is a mapping without ``modalities`` or whose keys are not exactly them.
 
     Example:
         >>> budget = BudgetLoss(torch.tensor([4.1, 0.3]), target=0.5, relative=True)
@@ -231,20 +310,23 @@ class BudgetLoss(nn.Module):
 
     def __init__(
         self,
-        costs: Tensor | Sequence[float],
+        costs: Tensor | Sequence[float] | Mapping[str, float],
         target: float,
         *,
         relative: bool = False,
         step_size: float = 0.01,
         initial_multiplier: float = 0.0,
+        modalities: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
-        costs_tensor = torch.as_tensor(costs).detach()
+        costs_tensor = _as_vector("costs", costs, modalities, None)
         if not costs_tensor.is_floating_point():
             costs_tensor = costs_tensor.to(torch.get_default_dtype())
         if costs_tensor.dim() != 1:
             raise ValueError(f"costs: expected (M,), got shape {tuple(costs_tensor.shape)}")
-        costs_tensor = _per_modality("costs", costs_tensor, costs_tensor.shape[0], costs_tensor)
+        costs_tensor = _per_modality(
+            "costs", costs_tensor, costs_tensor.shape[0], costs_tensor, modalities
+        )
         if not bool((costs_tensor > 0).any()):
             raise ValueError(f"costs: expected a positive entry, got {costs_tensor.tolist()}")
         if not target > 0 or (relative and target > 1):

@@ -73,6 +73,13 @@ class MultiModalPolicy(nn.Module):
     the same state is available when streaming; in ``eval()`` decisions are deterministic
     (``logits[..., 1] > logits[..., 0]``) unless ``eval_mode="sample"``.
 
+    Operating point: in ``eval()`` the gate of modality ``k`` reads ``z[..., 1] - z[..., 0] -
+    thresholds[k]``, so a threshold above 0 uses the modality less and one below 0 more; ``-inf``
+    keeps it always on, ``+inf`` always off. The thresholds are a buffer (saved in the
+    state_dict, zeros by default and for state_dicts saved before they existed), set with
+    `set_thresholds`, typically to an operating point chosen on held-back data
+    (`adagate.operating`). Training (sampling) ignores them.
+
     Initialisation: the heads' biases are set so that every gated modality starts selected with
     probability ``initial_on_probability`` (default 0.9). AdaMML §4 warms the recognition
     network up before learning the policy; starting the policy mostly "on" keeps the
@@ -112,6 +119,9 @@ class MultiModalPolicy(nn.Module):
     """
 
     _gated_mask: Tensor
+    thresholds: Tensor
+    input_mean: Tensor
+    input_std: Tensor
 
     def __init__(
         self,
@@ -163,22 +173,107 @@ class MultiModalPolicy(nn.Module):
         self.lstm = nn.LSTMCell(width + len(self.feature_dims), hidden_size) if recurrent else None
         head_width = hidden_size if recurrent else width
         heads = {name: nn.Linear(head_width, 2) for name in gated}
-        on_logit = math.log(initial_on_probability) - math.log1p(-initial_on_probability)
-        with torch.no_grad():
-            for head in heads.values():
-                head.bias.copy_(torch.tensor([0.0, on_logit]))
+        self.initial_on_probability = initial_on_probability
         self.heads = nn.ModuleDict(heads)
+        self._bias_heads()
         self.gate = GumbelGate(tau=tau, hard=True, eval_mode=eval_mode)
         self.register_buffer(
             "_gated_mask",
             torch.tensor([name not in self.always_on for name in self.feature_dims]),
             persistent=False,
         )
+        self.register_buffer("thresholds", torch.zeros(len(self.feature_dims)))
+        width = sum(self.feature_dims.values())
+        self.register_buffer("input_mean", torch.zeros(width))
+        self.register_buffer("input_std", torch.ones(width))
+
+    def _bias_heads(self) -> None:
+        p = self.initial_on_probability
+        with torch.no_grad():
+            for head in self.heads.values():
+                assert isinstance(head, nn.Linear)
+                head.bias.copy_(torch.tensor([0.0, math.log(p) - math.log1p(-p)]))
+
+    def reset_parameters(self) -> None:
+        """Draw new weights as at construction (from the global RNG), the heads biased to
+        ``initial_on_probability`` again; thresholds and the gate's temperature are kept.
+        For restarts of policy training from the same features."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.LSTMCell)):
+                module.reset_parameters()
+        self._bias_heads()
 
     @property
     def modalities(self) -> tuple[str, ...]:
         """Modality names in the order of the M axis of decisions and logits."""
         return tuple(self.feature_dims)
+
+    def set_thresholds(self, thresholds: Mapping[str, float] | Sequence[float] | Tensor) -> None:
+        """Set the evaluation thresholds on the on-logits (the operating point).
+
+        Args:
+            thresholds: one value per modality: a mapping keyed by modality name (modalities
+                left out keep their threshold), or ``(M,)`` values in `modalities` order.
+                ``-inf`` keeps a modality always on, ``+inf`` always off; an always-on modality
+                ignores its threshold.
+
+        Raises:
+            ValueError: for an unknown name, a count other than M, or a NaN.
+        """
+        values = self.thresholds.detach().clone()
+        if isinstance(thresholds, Mapping):
+            unknown = [name for name in thresholds if name not in self.feature_dims]
+            if unknown:
+                raise ValueError(
+                    f"thresholds: expected names of modalities {list(self.modalities)}, "
+                    f"got {unknown}"
+                )
+            for name, value in thresholds.items():
+                values[self.modalities.index(name)] = float(value)
+        else:
+            given = torch.as_tensor(thresholds, dtype=values.dtype).flatten()
+            if given.numel() != len(values):
+                raise ValueError(
+                    f"thresholds: expected {len(values)} values (one per modality "
+                    f"{list(self.modalities)}), got {given.numel()}"
+                )
+            values = given
+        if torch.isnan(values).any():
+            raise ValueError(f"thresholds: expected numbers or ±inf, got {values.tolist()}")
+        self.thresholds.copy_(values.to(self.thresholds.device))
+
+    @torch.no_grad()
+    def standardize(self, features: Mapping[str, Tensor], eps: float = 1e-3) -> None:
+        """Standardise the policy's input from now on with these features' statistics.
+
+        Each input dimension is shifted by its mean and divided by its standard deviation
+        (plus ``eps``) over every segment given; the statistics are buffers (saved in the
+        state_dict; identity by default). Features from frozen extractors (a MobileNetV2's
+        pooled ReLU outputs) differ in scale by orders of magnitude between dimensions; a
+        standardised input lets the MLP use each one from the first step.
+
+        Args:
+            features: modality name → ``(B, T, D_name)`` (or ``(B, D_name)``) features.
+
+        Raises:
+            ValueError: as `forward`.
+        """
+        axes = ("B", "T") if next(iter(features.values())).dim() == 3 else ("B",)
+        self.input_mean.zero_()
+        self.input_std.fill_(1.0)
+        joint = self._concatenate(features, axes).flatten(0, -2).double()
+        self.input_mean.copy_(joint.mean(0))
+        self.input_std.copy_(joint.std(0) + eps)
+
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Tensor], prefix: str, *args: object, **kwargs: object
+    ) -> None:
+        # State_dicts saved before operating points and standardisation existed: zeros and the
+        # identity, what they were evaluated with.
+        state_dict.setdefault(prefix + "thresholds", torch.zeros_like(self.thresholds))
+        state_dict.setdefault(prefix + "input_mean", torch.zeros_like(self.input_mean))
+        state_dict.setdefault(prefix + "input_std", torch.ones_like(self.input_std))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore[arg-type]
 
     def forward(
         self,
@@ -208,9 +303,17 @@ class MultiModalPolicy(nn.Module):
                 modalities, ``T == 0``, or a state of the wrong shape.
         """
         joint = self.mlp(self._concatenate(features, ("B", "T")))
+        return self._decide_sequence(joint, state, generator)
+
+    def _decide_sequence(
+        self, joint: Tensor, state: PolicyState | None, generator: torch.Generator | None,
+        thresholds: Tensor | None = None,
+    ) -> PolicyOutput:  # fmt: skip
+        """The recurrent part over ``joint: (B, T, H)``, the MLP's output; ``thresholds``:
+        ``(B, M)`` per video in place of the buffer (used by ``adagate.operating``)."""
         decisions, logits = [], []
         for t in range(joint.shape[1]):
-            out = self._decide(joint[:, t], state, generator)
+            out = self._decide(joint[:, t], state, generator, thresholds)
             decisions.append(out.decisions)
             logits.append(out.logits)
             state = out.state
@@ -241,8 +344,9 @@ class MultiModalPolicy(nn.Module):
         return self._decide(joint, state, generator)
 
     def _decide(
-        self, joint: Tensor, state: PolicyState | None, generator: torch.Generator | None
-    ) -> PolicyOutput:
+        self, joint: Tensor, state: PolicyState | None, generator: torch.Generator | None,
+        thresholds: Tensor | None = None,
+    ) -> PolicyOutput:  # fmt: skip
         batch = joint.shape[0]
         if self.lstm is None:
             if state is not None:
@@ -257,7 +361,11 @@ class MultiModalPolicy(nn.Module):
             hidden, cell = self.lstm(torch.cat([joint, previous], -1), (state.hidden, state.cell))
             summary = hidden
         head_logits = torch.stack([head(summary) for head in self.heads.values()], 1)
-        gated = self.gate(head_logits[..., 1] - head_logits[..., 0], generator=generator)
+        on = head_logits[..., 1] - head_logits[..., 0]
+        if not self.training:
+            given = self.thresholds if thresholds is None else thresholds
+            on = on - given[..., self._gated_mask].to(on.dtype)
+        gated = self.gate(on, generator=generator)
         logits = head_logits.new_zeros(batch, len(self.modalities), 2)
         logits[..., 1] = _ALWAYS_ON_LOGIT
         logits = logits.masked_scatter(self._gated_mask[:, None], head_logits)
@@ -298,7 +406,8 @@ class MultiModalPolicy(nn.Module):
                 )
         if leading is not None and len(axes) == 2 and leading[1] == 0:
             raise ValueError(f"features: expected at least one segment (T >= 1), got {leading}")
-        return torch.cat([features[name] for name in self.feature_dims], -1)
+        joint = torch.cat([features[name] for name in self.feature_dims], -1)
+        return (joint - self.input_mean.to(joint.dtype)) / self.input_std.to(joint.dtype)
 
     def _check_state(self, state: PolicyState, batch: int) -> PolicyState:
         expected = (
@@ -315,4 +424,7 @@ class MultiModalPolicy(nn.Module):
         return PolicyState(*state)
 
     def extra_repr(self) -> str:
-        return f"modalities={self.modalities}, always_on={self.always_on}"
+        return (
+            f"modalities={self.modalities}, always_on={self.always_on}, "
+            f"thresholds={[round(t, 4) for t in self.thresholds.tolist()]}"
+        )

@@ -3,7 +3,8 @@
 The AdaMML reference code computes every modality for every segment and multiplies the skipped
 ones by zero, so its GFLOPs savings exist only on paper. :func:`run_selected` gathers the
 selected rows, runs the module on them alone, and scatters the result back, so the saving is
-real wall-clock time (and BatchNorm statistics see only the rows that were actually computed).
+real wall-clock time (and BatchNorm statistics see only the rows that were actually computed;
+a call on a single row normalises with the running statistics instead, see :func:`run_selected`).
 """
 
 from __future__ import annotations
@@ -64,10 +65,23 @@ def run_selected(
       (or a subclass), the module *is* called, on an empty batch. SyncBatchNorm makes a
       collective in every training forward, so a rank that skipped the call would leave the
       other ranks waiting for it forever; on an empty batch it joins with zero rows.
-    - **One row selected**: the module sees a batch of one; a train-mode BatchNorm cannot
-      compute batch statistics from one value per channel and raises, as it would for any
-      batch of one. Fine-tune with batches large enough that each modality keeps two rows,
-      or keep BatchNorm in eval mode (frozen statistics) while routing.
+    - **One row selected (or N = 1), BatchNorm in training mode**: every train-mode
+      BatchNorm layer of ``module`` normalises that call with its running statistics, as in
+      eval mode, and does not update them (``running_mean``, ``running_var`` and
+      ``num_batches_tracked`` stay as they were). Gradients still flow to the selected row and
+      to the parameters, BatchNorm's affine weights included; each layer's train/eval flag is
+      restored when the call returns or raises. Why: one row's batch statistics are its own:
+      at 1×1 spatial size or after pooling they are one value per channel, on which a
+      train-mode BatchNorm raises (``Expected more than 1 value per channel``); at larger
+      sizes they normalise the row by itself, which evaluation never does. The rule goes by
+      row count, so it is the same at every input resolution, and calls on two or more rows
+      are exactly the module's own. Two kinds of layers keep training mode: a BatchNorm
+      without running statistics (``track_running_stats=False``: nothing else to normalise
+      with), and an ``nn.SyncBatchNorm`` under an initialised ``torch.distributed`` with more
+      than one process in its group (its statistics come from every rank, and in eval mode
+      it would skip a collective the other ranks wait in). A module that recomputes its
+      forward during backward (activation checkpointing) recomputes in training mode, so it
+      still needs two rows.
 
     Device sync: finding the selected rows (``mask.nonzero()``) needs one host sync when
     ``mask`` lives on an accelerator; that is the only one. Everything else is shape metadata.
@@ -132,11 +146,11 @@ def run_selected(
     index = selected(mask).nonzero().squeeze(1)
     chosen = index.numel()
     if chosen == rows and rows > 0:
-        return module(inputs)
+        return _call(module, inputs, rows)
     if chosen == 0 and not _joins_collectives(module):
         return _fill_like_output(module, inputs, rows, fill, example_output)
     gathered = _map(lambda x: x.index_select(0, index.to(x.device)), inputs, "inputs")
-    outputs = module(gathered)
+    outputs = _call(module, gathered, chosen)
 
     def scatter(y: Tensor) -> Tensor:
         _check_rows(y, chosen, "module output")
@@ -160,10 +174,11 @@ def route_segments(
 
     For the modality at position ``i`` of ``modalities``, ``modules[name]`` runs on the
     segments ``(b, t)`` whose ``decisions[b, t, i]`` is nonzero, through `run_selected` (and
-    its rule); the other segments hold ``fill``. With ``route=False`` every segment is
-    computed, which is what policy training needs: the straight-through gradient of a skipped
-    decision is ``weight * logits`` (AdaMML Eq. 3 through the fusion), and it is zero when the
-    logits were never computed. Route at evaluation and while fine-tuning under a fixed policy.
+    its rules, the one-row BatchNorm rule included); the other segments hold ``fill``. With
+    ``route=False`` every segment is computed, which is what policy training needs: the
+    straight-through gradient of a skipped decision is ``weight * logits`` (AdaMML Eq. 3
+    through the fusion), and it is zero when the logits were never computed. Route at
+    evaluation and while fine-tuning under a fixed policy.
 
     Args:
         modules: modality name → network mapping one segment ``(N, ...)`` to ``(N, C)``.
@@ -270,6 +285,33 @@ def _check_rows(y: Tensor, rows: int, what: str) -> Tensor:
             f"{tuple(y.shape)}"
         )
     return y
+
+
+def _call(module: nn.Module, inputs: Any, rows: int) -> Any:
+    """``module(inputs)`` on ``rows`` rows; a single row meets train-mode BatchNorm layers
+    switched to their running statistics for this call (the rule of :func:`run_selected`)."""
+    if rows != 1:
+        return module(inputs)
+    frozen = [m for m in module.modules() if _normalises_alone(m)]
+    for layer in frozen:
+        layer.training = False
+    try:
+        return module(inputs)
+    finally:
+        for layer in frozen:
+            layer.training = True
+
+
+def _normalises_alone(layer: nn.Module) -> bool:
+    """Whether ``layer`` is a train-mode BatchNorm whose batch statistics would come from the
+    call's rows alone, and which has running statistics to use instead."""
+    if not isinstance(layer, nn.modules.batchnorm._BatchNorm) or not layer.training:
+        return False
+    if layer.running_mean is None or layer.running_var is None:
+        return False
+    if isinstance(layer, nn.SyncBatchNorm) and dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(layer.process_group) <= 1
+    return True
 
 
 def _joins_collectives(module: nn.Module) -> bool:

@@ -1,8 +1,8 @@
-"""Streaming: decide, route and fuse one segment at a time, in memory that does not grow with T.
+"""Streaming: decide, route and fuse a video as it arrives, in memory that does not grow with it.
 
 A video that arrives segment by segment (a camera, a long file decoded as it is read) needs
 the same answer as the batch path, ``policy(features)`` → ``route_segments`` →
-``masked_late_fusion`` over all T segments, without holding T segments. Three pieces give it:
+``masked_late_fusion`` over all T segments, without holding the whole video. The pieces:
 
 * :func:`online_late_fusion` keeps the running sums of :func:`adagate.masked_late_fusion`
   (:class:`FusionState`), so the video logits after segment t are those of the first t + 1
@@ -11,7 +11,13 @@ the same answer as the batch path, ``policy(features)`` → ``route_segments`` �
   and takes its input as a zero-argument function when building it costs something (decoding):
   the function is called only for a selected modality;
 * :func:`stream_step` chains ``MultiModalPolicy.step``, :func:`route_segment` and
-  :func:`online_late_fusion`, carrying one :class:`StreamState`.
+  :func:`online_late_fusion`, carrying one :class:`StreamState`;
+* :func:`route_window` and :func:`stream_window` do the same for a window of T segments at a
+  time: the policy's features of the window come in one call of each extractor, the policy's
+  LSTM steps over them (``MultiModalPolicy.forward``), and each recogniser runs once, on the
+  segments that selected it. Per segment, a small network pays a fixed cost per call that its
+  MACs do not show (tens of layers, each a kernel launch or a thread hand-off); a window pays
+  it once.
 """
 
 from __future__ import annotations
@@ -31,12 +37,16 @@ __all__ = [
     "FusionState",
     "StreamOutput",
     "StreamState",
+    "WindowOutput",
     "online_late_fusion",
     "route_segment",
+    "route_window",
     "stream_step",
+    "stream_window",
 ]
 
 SegmentInput = Tensor | Callable[[], Tensor]
+WindowInput = Tensor | Callable[[Tensor], Tensor]
 
 
 class FusionState(NamedTuple):
@@ -297,6 +307,201 @@ def stream_step(
         normalize,
     )  # fmt: skip
     return StreamOutput(
+        logits, segment_logits, decided.decisions, decided.logits,
+        StreamState(decided.state, fusion),
+    )  # fmt: skip
+
+
+def route_window(
+    modules: Mapping[str, nn.Module],
+    inputs: Mapping[str, WindowInput],
+    decisions: Tensor,
+    modalities: Sequence[str],
+    *,
+    fill: float = 0.0,
+    example_output: Tensor | None = None,
+) -> Tensor:
+    """:func:`adagate.route_segments` for inputs that cost something to build: each modality's
+    network runs once, on the segments of the window that selected it, and only their inputs
+    are built.
+
+    Modality ``modalities[i]`` takes a ``(B, T, ...)`` tensor, computed through
+    :func:`adagate.run_selected` where ``decisions[..., i]`` is nonzero, or a function
+    ``segments -> (K, ...)``: ``segments`` is a ``(K,)`` int64 tensor, on the device of
+    ``decisions``, of the positions in the flattened ``B·T`` axis (ascending) of the K segments
+    that selected the modality, and the function returns their inputs in that order. It is
+    called once, and not at all when K = 0: that is where a reader builds (decodes, transforms)
+    the inputs of the selected segments alone. Outputs are those of :func:`route_segments`
+    (one host sync per lazy modality when ``decisions`` is on an accelerator).
+
+    Args:
+        modules: modality name → network mapping ``(N, ...)`` to ``(N, C)``.
+        inputs: modality name → ``(B, T, ...)`` tensor, or a function of the selected segments.
+        decisions: ``(B, T, M)`` decisions in the order of ``modalities``; nonzero selects.
+        modalities: the order of the M axis, e.g. ``policy.modalities``.
+        fill: value of the outputs of skipped segments.
+        example_output: ``(N, C)`` any output of the modules (N is ignored); needed only when
+            no segment selects any modality and an input is a function.
+
+    Returns:
+        ``(B, T, M, C)`` outputs, ``fill`` where skipped, ready for
+        :func:`adagate.masked_late_fusion`.
+
+    Shape:
+        inputs[name]: (B, T, ...) or segments (K,) → (K, ...); decisions: (B, T, M) →
+        output: (B, T, M, C).
+
+    Raises:
+        ValueError: if ``decisions`` is not ``(B, T, M)`` with ``M = len(modalities)``, a
+            modality has no module or input, a tensor input's leading axes are not ``(B, T)``,
+            a function returns other than K rows, the outputs differ in shape, or nothing was
+            computed, an input is a function and ``example_output`` is None.
+
+    Example:
+        >>> modules = {"rgb": nn.Linear(6, 3), "audio": nn.Linear(2, 3)}
+        >>> built = []
+        >>> def rgb_inputs(segments):
+        ...     built.extend(segments.tolist())  # decode and transform these segments only
+        ...     return torch.randn(len(segments), 6)
+        >>> decisions = torch.tensor([[[1.0, 1.0], [0.0, 1.0], [1.0, 1.0]]])
+        >>> out = route_window(modules, {"rgb": rgb_inputs, "audio": torch.randn(1, 3, 2)},
+        ...                    decisions, ["rgb", "audio"])
+        >>> out.shape, built
+        (torch.Size([1, 3, 2, 3]), [0, 2])
+    """
+    names = check_routing_inputs(modules, inputs, decisions, modalities, "(B, T, M)")
+    segments = tuple(decisions.shape[:2])
+    rows = segments[0] * segments[1]
+    outputs: dict[str, Tensor] = {}
+    for index, name in enumerate(names):
+        x, mask = inputs[name], decisions[..., index].flatten()
+        if isinstance(x, Tensor):
+            if tuple(x.shape[:2]) != segments:
+                raise ValueError(
+                    f"inputs[{name!r}]: expected (B, T, ...) with (B, T) = {segments} like "
+                    f"decisions, got shape {tuple(x.shape)}"
+                )
+            outputs[name] = run_selected(modules[name], x.flatten(0, 1), mask, fill)
+            continue
+        chosen = selected(mask).nonzero().squeeze(1)
+        if chosen.numel() == 0:
+            continue
+        x = x(chosen)
+        if not isinstance(x, Tensor) or x.dim() == 0 or x.shape[0] != chosen.numel():
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(
+                f"inputs[{name!r}]: expected the function to return (K, ...) with K = "
+                f"{chosen.numel()} selected segments, got {shape}"
+            )
+        # All rows selected: run_selected calls the module once, with its one-row rule.
+        y = run_selected(modules[name], x, mask.new_ones(chosen.numel()), fill)
+        outputs[name] = y.new_full((rows, *y.shape[1:]), fill).index_copy_(
+            0, chosen.to(y.device), y
+        )
+    template = next(iter(outputs.values()), example_output)
+    if template is None:
+        raise ValueError(
+            "example_output: expected an (N, C) output of the modules when no modality is "
+            "selected and an input is a function, got None"
+        )
+    skipped = template.new_full((rows, *template.shape[1:]), fill)
+    out = [outputs.get(name, skipped) for name in names]
+    shapes = {name: tuple(y.shape[1:]) for name, y in zip(names, out, strict=True)}
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"modules: expected outputs of one shape, got {shapes}")
+    stacked = torch.stack(out, dim=1)
+    return stacked.reshape(*segments, *stacked.shape[1:])
+
+
+class WindowOutput(NamedTuple):
+    """What :func:`stream_window` returns for one window of T segments.
+
+    Attributes:
+        logits: ``(B, C)`` video logits over every segment so far, this window's included.
+        segment_logits: ``(B, T, M, C)`` the window's per-modality logits, ``fill`` where
+            skipped.
+        decisions: ``(B, T, M)`` the window's decisions.
+        policy_logits: ``(B, T, M, 2)`` the policy's ``[skip, use]`` logits.
+        state: the :class:`StreamState` to pass with the next window.
+    """
+
+    logits: Tensor
+    segment_logits: Tensor
+    decisions: Tensor
+    policy_logits: Tensor
+    state: StreamState
+
+
+def stream_window(
+    policy: MultiModalPolicy,
+    modules: Mapping[str, nn.Module],
+    features: Mapping[str, Tensor],
+    inputs: Mapping[str, WindowInput],
+    weights: Tensor,
+    state: StreamState | None = None,
+    *,
+    normalize: bool = False,
+    generator: torch.Generator | None = None,
+    example_output: Tensor | None = None,
+) -> WindowOutput:
+    """Decide, route and fuse a window of T segments: :func:`stream_step` T at a time.
+
+    The policy runs over the window's features (``MultiModalPolicy.forward``, its LSTM stepping
+    through the T segments from ``state``), :func:`route_window` runs each recogniser once on
+    the segments that selected it, and the segments are folded into the running fusion.
+    Calling it on consecutive windows gives what :func:`stream_step` gives segment by segment,
+    and over a whole video what the batch path gives, up to floating-point rounding: exactly
+    the same decisions in ``eval()`` (the same gate noise with the same generator).
+
+    Args:
+        policy: the policy; its ``modalities`` give the order of the M axis.
+        modules: modality name → recognition network ``(N, ...)`` → ``(N, C)``.
+        features: modality name → ``(B, T, D_name)`` policy features of the window, e.g. one
+            call of each feature extractor on the window's T segments.
+        inputs: modality name → ``(B, T, ...)`` recognition input, or a function of the
+            selected segments (see :func:`route_window`).
+        weights: ``(M,)`` fusion weights (``MaskedLateFusion.weights``).
+        state: the previous window's ``state``, or None for a video's first window.
+        normalize: the fusion's ``normalize``.
+        generator: optional ``torch.Generator`` for the gate noise.
+        example_output: see :func:`route_window`.
+
+    Returns:
+        :class:`WindowOutput`.
+
+    Shape:
+        features[name]: (B, T, D_name), inputs[name]: (B, T, ...) → logits: (B, C),
+        segment_logits: (B, T, M, C), decisions: (B, T, M).
+
+    Raises:
+        ValueError: as ``MultiModalPolicy.forward``, :func:`route_window` and
+            :func:`online_late_fusion`.
+
+    Example:
+        >>> policy = MultiModalPolicy({"rgb": 4, "audio": 2}, hidden_size=8, mlp_sizes=())
+        >>> modules = {"rgb": nn.Linear(6, 3), "audio": nn.Linear(2, 3)}
+        >>> state = None
+        >>> for window in range(3):
+        ...     out = stream_window(policy.eval(), modules,
+        ...                         {"rgb": torch.randn(1, 5, 4), "audio": torch.randn(1, 5, 2)},
+        ...                         {"rgb": lambda segments: torch.randn(len(segments), 6),
+        ...                          "audio": torch.randn(1, 5, 2)},
+        ...                         torch.full((2,), 0.5), state, example_output=torch.zeros(1, 3))
+        ...     state = out.state
+        >>> out.logits.shape, out.decisions.shape, state.fusion.segments
+        (torch.Size([1, 3]), torch.Size([1, 5, 2]), 15)
+    """
+    decided = policy(features, None if state is None else state.policy, generator=generator)
+    segment_logits = route_window(
+        modules, inputs, decided.decisions, policy.modalities, example_output=example_output
+    )
+    fusion = None if state is None else state.fusion
+    for t in range(segment_logits.shape[1]):
+        logits, fusion = online_late_fusion(
+            segment_logits[:, t], decided.decisions[:, t], weights, fusion, normalize
+        )
+    assert fusion is not None
+    return WindowOutput(
         logits, segment_logits, decided.decisions, decided.logits,
         StreamState(decided.state, fusion),
     )  # fmt: skip

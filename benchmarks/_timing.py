@@ -1,31 +1,56 @@
-"""Shared timing helper for the ratio benchmarks: warm-up, interleaved repeats, best-of."""
+"""The benchmarks' timing: ``examples/adamml/timing.py``, plus how a benchmark prints a ratio.
+
+Every time ratio a benchmark prints is the median of at least five interleaved rounds with its
+spread (max - min of the per-round ratios), as :func:`ratio_text` writes it: ``0.512 (0.031)``.
+"""
 
 from __future__ import annotations
 
-import time
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
+
+_EXAMPLE = str(Path(__file__).resolve().parents[1] / "examples" / "adamml")
+if _EXAMPLE not in sys.path:
+    sys.path.insert(0, _EXAMPLE)
+
+from timing import TimeStats, interleaved_times, time_ratio, total_times  # noqa: E402
+
+__all__ = [
+    "TimeStats",
+    "best_times",
+    "interleaved_times",
+    "ratio_text",
+    "sync_for",
+    "time_ratio",
+    "total_times",
+]
+
+
+def sync_for(device: torch.device) -> Callable[[], None] | None:
+    """What :func:`interleaved_times` calls around each function: CUDA's synchronize on a GPU,
+    so that queued kernels are counted, else nothing."""
+    if device.type != "cuda":
+        return None
+    return lambda: torch.cuda.synchronize(device)
+
+
+def ratio_text(numerator: TimeStats, denominator: TimeStats, spec: str = ".3f") -> str:
+    """``numerator`` ÷ ``denominator`` as ``ratio (spread)``, both in the format ``spec``."""
+    ratio, spread = time_ratio(numerator, denominator)
+    return f"{ratio:{spec}} ({spread:{spec}})"
 
 
 def best_times(
     functions: Sequence[Callable[[], object]], repeats: int = 20, warmup: int = 1
 ) -> list[float]:
-    """Best wall time of each function, in seconds, over ``repeats`` interleaved rounds.
+    """The fastest round of each function, in seconds, over ``repeats`` interleaved rounds.
 
-    Each round calls every function once, one after the other, so a change of machine load hits
-    them all alike and their ratios stay meaningful; ``warmup`` untimed rounds come first. CUDA
-    work is synchronised before the clock is read, so a figure is the real duration.
+    Kept for ``bench_policy.py``, which still prints best-of times; the others print medians.
     """
-    best = [float("inf")] * len(functions)
-    for round_ in range(warmup + repeats):
-        for index, function in enumerate(functions):
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            function()
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            if round_ >= warmup:
-                best[index] = min(best[index], time.perf_counter() - start)
-    return best
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    fns = {str(index): function for index, function in enumerate(functions)}
+    stats = interleaved_times(fns, repeats, warmup, sync_for(device))
+    return [min(s.times) for s in stats.values()]

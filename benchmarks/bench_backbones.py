@@ -1,8 +1,9 @@
 """Backbone cost: TSN temporal pooling's saving in wall time next to its saving in MACs.
 
 Default: time the TSN ResNet-50 on one segment of 8 frames against the plain 2D ResNet-50 on the
-same 8 frames (warm-up, then best of ``--repeats``), stage by stage and whole, and print the time
-ratios next to the MAC ratios, with each stage's share of the 2D network's MACs and time.
+same 8 frames (a warm-up round, then the median of ``--repeats`` interleaved rounds), stage by
+stage and whole, and print the time ratios (with the spread of the per-round ratios) next to the
+MAC ratios, with each stage's share of the 2D network's MACs and time.
 ``--macs``: print the per-segment MACs of every AdaMML network next to the paper's figures.
 
     python benchmarks/bench_backbones.py --threads 1   # time ratios vs MAC ratios
@@ -14,9 +15,11 @@ MACs are reported as "GFLOPs" the way the AdaMML paper does (1 GFLOP = 1e9 MACs)
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from functools import partial
 
 import torch
-from _timing import best_times
+from _timing import interleaved_times, ratio_text
 from torch import nn
 
 from adagate.backbones import mobilenet_v2, tsn_resnet18, tsn_resnet50
@@ -61,16 +64,6 @@ def macs_table() -> str:
     return "\n".join(lines)
 
 
-def best_seconds(
-    first: nn.Module, first_x: torch.Tensor, second: nn.Module, second_x: torch.Tensor, repeats: int
-) -> tuple[float, float]:
-    """Best-of-``repeats`` times of two calls, interleaved so drifting load hits both alike."""
-    first_s, second_s = best_times(
-        [lambda: first(first_x), lambda: second(second_x)], repeats, warmup=0
-    )
-    return first_s, second_s
-
-
 def time_table(repeats: int, channels_last: bool) -> str:
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     net = tsn_resnet50(num_classes=None).eval().to(memory_format=memory_format)
@@ -87,47 +80,39 @@ def time_table(repeats: int, channels_last: bool) -> str:
         ("stage 4", net.layer4, 1),
     ]
     rows = []
+    # Every part of both networks in one interleaved run: drifting load hits all alike.
+    calls: dict[str, Callable[[], object]] = {}
     x = frames
     with torch.inference_mode():
         for name, module, tsn_frames in parts:
-            module(x)  # warm-up
+            tsn_x = x[:tsn_frames]
+            calls[f"{name}/tsn"] = partial(module, tsn_x)
+            calls[f"{name}/2d"] = partial(module, x)
             rows.append(
-                (
-                    name,
-                    f"{tsn_frames} / 8",
-                    count_macs(module, x[:tsn_frames]),
-                    count_macs(module, x),
-                    *best_seconds(module, x[:tsn_frames], module, x, repeats),
-                )
+                (name, f"{tsn_frames} / 8", count_macs(module, tsn_x), count_macs(module, x))
             )
             x = module(x)
-        segment = frames.unsqueeze(0)
-        net(segment)  # warm-up
-        plain(frames)
-        rows.append(
-            (
-                "**whole network**",
-                "8→1 / 8",
-                count_macs(net, segment),
-                count_macs(plain, frames),
-                *best_seconds(net, segment, plain, frames, repeats),
-            )
-        )
-    plain_macs, plain_seconds = rows[-1][3], rows[-1][5]
+        name, segment = "**whole network**", frames.unsqueeze(0)
+        calls[f"{name}/tsn"] = partial(net, segment)
+        calls[f"{name}/2d"] = partial(plain, frames)
+        rows.append((name, "8→1 / 8", count_macs(net, segment), count_macs(plain, frames)))
+        stats = interleaved_times(calls, repeats)
+    plain_macs, plain_time = rows[-1][3], stats[f"{name}/2d"]
     lines = [
         f"TSN ResNet-50 on one segment of 8 frames vs the 2D ResNet-50 on the same 8 frames, "
         f"224², threads: {torch.get_num_threads()}, channels_last: {channels_last}, "
-        f"best of {repeats}",
+        f"median of {repeats} interleaved rounds, time ratios with their spread in brackets",
         "",
         "| part | frames TSN / 2D | GFLOPs TSN | GFLOPs 2D | MAC ratio TSN / 2D "
         "| time ratio TSN / 2D | share of 2D MACs | share of 2D time |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, frames_text, tsn_m, plain_m, tsn_s, plain_s in rows:
+    for name, frames_text, tsn_m, plain_m in rows:
+        tsn_s, plain_s = stats[f"{name}/tsn"], stats[f"{name}/2d"]
         lines.append(
             f"| {name} | {frames_text} | {tsn_m / 1e9:.3f} | {plain_m / 1e9:.3f} "
-            f"| {tsn_m / plain_m:.3f} | {tsn_s / plain_s:.3f} "
-            f"| {plain_m / plain_macs:.1%} | {plain_s / plain_seconds:.1%} |"
+            f"| {tsn_m / plain_m:.3f} | {ratio_text(tsn_s, plain_s)} "
+            f"| {plain_m / plain_macs:.1%} | {ratio_text(plain_s, plain_time, '.1%')} |"
         )
     return "\n".join(lines)
 
@@ -135,7 +120,7 @@ def time_table(repeats: int, channels_last: bool) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--macs", action="store_true", help="print the MAC table instead")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per network")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds per network")
     parser.add_argument("--channels-last", action="store_true", help="NHWC activations")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     args = parser.parse_args()

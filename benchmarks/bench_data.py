@@ -14,9 +14,13 @@ Measures, in one run:
   <= 0.3). The video (30 fps, one keyframe per second, as phone cameras write) is generated
   into a temporary directory.
 
+The loaders are timed together, round by round, and so are the two training epochs and the
+two decodes of the long video; each figure is the median over the rounds and each ratio comes
+with its spread in brackets (max - min of the per-round ratios).
+
 Usage::
 
-    python benchmarks/bench_data.py [--data-root data/demo] [--repeats 3] [--train-epochs 1]
+    python benchmarks/bench_data.py [--data-root data/demo] [--repeats 5] [--train-epochs 5]
 
 Prints one markdown table.
 """
@@ -39,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _timing import best_times
+from _timing import TimeStats, interleaved_times, ratio_text
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "adamml"))
@@ -49,14 +53,11 @@ import make_dataset as M
 from model import PRESETS, AdaMML
 
 
-def loader_items_per_second(
-    root: Path,
-    workers: int,
-    repeats: int,
-    items: int,
-    cache_dir: Path | None = None,
-    split: str = "train",
-) -> float:
+def loader_epoch(
+    root: Path, workers: int, items: int, cache_dir: Path | None = None, split: str = "train"
+) -> tuple[Callable[[], None], int]:
+    """One pass of a ``DataLoader`` over the first ``items`` videos of ``split``, and their
+    number."""
     dataset = D.VideoDataset(
         root / f"{split}.txt", root, D.DataConfig.demo(), train=split == "train",
         cache_dir=cache_dir,
@@ -70,7 +71,7 @@ def loader_items_per_second(
         for _ in loader:
             pass
 
-    return len(subset) / best_times([epoch], repeats)[0]
+    return epoch, len(subset)
 
 
 def fill_cache(root: Path, cache_dir: Path) -> float:
@@ -124,13 +125,13 @@ def cpu_used() -> float:
     return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
 
 
-def with_cpu_time(function: Callable[[], None], least: list[float]) -> Callable[[], None]:
-    """``function``, keeping the least CPU time of its calls in ``least[0]``."""
+def with_cpu_time(function: Callable[[], None], seconds: list[float]) -> Callable[[], None]:
+    """``function``, appending the CPU time of each call to ``seconds``."""
 
     def timed() -> None:
         began = cpu_used()
         function()
-        least[0] = min(least[0], cpu_used() - began)
+        seconds.append(cpu_used() - began)
 
     return timed
 
@@ -149,7 +150,8 @@ def write_long_video(path: Path, seconds: int = 60, fps: int = 30) -> None:
                 gop=fps, crf=23)  # fmt: skip
 
 
-def seek_ratio(path: Path, repeats: int) -> tuple[float, float]:
+def seek_times(path: Path, repeats: int) -> tuple[TimeStats, TimeStats]:
+    """Seconds to decode the test segments of ``path`` with seeking, and without."""
     config = D.DataConfig.paper()
     with D.open_media(path) as container:
         info = D.probe_media(container)
@@ -163,8 +165,10 @@ def seek_ratio(path: Path, repeats: int) -> tuple[float, float]:
         with D.open_media(path) as container:
             D.decode_video_frames(container, wanted, seek=seek, short_side=config.test_resize)
 
-    seeking, whole = best_times([lambda: load(True), lambda: load(False)], repeats)
-    return seeking, whole
+    stats = interleaved_times(
+        {"seeking": lambda: load(True), "whole": lambda: load(False)}, repeats
+    )
+    return stats["seeking"], stats["whole"]
 
 
 def main() -> None:
@@ -173,7 +177,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--items", type=int, default=96, help="items per timed epoch")
     parser.add_argument(
-        "--train-epochs", type=int, default=1, help="timed training epochs of each kind (0: none)"
+        "--train-epochs", type=int, default=5, help="timed training epochs of each kind (0: none)"
     )
     args = parser.parse_args()
     if args.repeats < 1 or args.items < 1 or args.train_epochs < 0:
@@ -188,55 +192,73 @@ def main() -> None:
         if not args.data_root:
             M.make_dataset(M.DemoSpec(), root)
         cache = Path(tmp) / "cache"
-        serial = loader_items_per_second(root, 0, args.repeats, args.items)
-        parallel = loader_items_per_second(root, 2, args.repeats, args.items)
+        loaders = {
+            "serial": loader_epoch(root, 0, args.items),
+            "parallel": loader_epoch(root, 2, args.items),
+        }
         filling = fill_cache(root, cache)
-        from_cache = loader_items_per_second(root, 0, args.repeats, args.items, cache)
-        val_fresh = loader_items_per_second(root, 0, args.repeats, args.items, split="val")
-        val_cached = loader_items_per_second(root, 0, args.repeats, args.items, cache, "val")
-        epochs, cpu = [], [[float("inf")], [float("inf")]]
+        loaders |= {
+            "cached": loader_epoch(root, 0, args.items, cache),
+            "val": loader_epoch(root, 0, args.items, split="val"),
+            "val cached": loader_epoch(root, 0, args.items, cache, "val"),
+        }
+        loading = interleaved_times({name: f for name, (f, _) in loaders.items()}, args.repeats)
+        rates = {name: items / loading[name].median for name, (_, items) in loaders.items()}
+        epochs, cpu = {}, {"decoding": [], "cached": []}
         if args.train_epochs:
             # The training step gets the cores train.py gives it; the loaders above had one.
             torch.set_num_threads(threads)
-            runs = [
-                with_cpu_time(training_epoch(root, c), t)
-                for c, t in zip((None, cache), cpu, strict=True)
-            ]
-            epochs = best_times(runs, args.train_epochs, warmup=0)
+            runs = {
+                name: with_cpu_time(training_epoch(root, c), cpu[name])
+                for name, c in (("decoding", None), ("cached", cache))
+            }
+            epochs = interleaved_times(runs, args.train_epochs, warmup=0)
             torch.set_num_threads(1)
         cache_mb = sum(f.stat().st_size for f in cache.iterdir()) / 2**20
         video = Path(tmp) / "long720p.mp4"
         write_long_video(video)
-        seeking, whole = seek_ratio(video, args.repeats)
+        seeking, whole = seek_times(video, args.repeats)
+    serial = loading["serial"]
+    print(
+        f"median of {args.repeats} interleaved rounds ({args.train_epochs} for the training "
+        "epochs); ratios with the spread of the per-round ratios in brackets"
+    )
+    print()
     print("| measurement | value | ratio |")
     print("|---|---|---|")
-    print(f"| demo set, DataLoader 0 workers | {serial:.1f} items/s | 1.00 |")
-    print(f"| demo set, DataLoader 2 workers | {parallel:.1f} items/s | {parallel / serial:.2f} |")
+    print(f"| demo set, DataLoader 0 workers | {rates['serial']:.1f} items/s | 1.00 |")
     print(
-        f"| demo set, DataLoader 0 workers, from the decode cache | {from_cache:.1f} items/s | "
-        f"{from_cache / serial:.2f} |"
+        f"| demo set, DataLoader 2 workers | {rates['parallel']:.1f} items/s | "
+        f"{ratio_text(serial, loading['parallel'], '.2f')} |"
     )
     print(
-        f"| demo val set (T=10), 0 workers: decoding ÷ from the cache | {val_fresh:.1f} ÷ "
-        f"{val_cached:.1f} items/s | {val_cached / val_fresh:.2f} |"
+        f"| demo set, DataLoader 0 workers, from the decode cache | {rates['cached']:.1f} "
+        f"items/s | {ratio_text(serial, loading['cached'], '.2f')} |"
+    )
+    print(
+        f"| demo val set (T=10), 0 workers: decoding ÷ from the cache | {rates['val']:.1f} ÷ "
+        f"{rates['val cached']:.1f} items/s | "
+        f"{ratio_text(loading['val'], loading['val cached'], '.2f')} |"
     )
     print(
         f"| filling the decode cache (train + val, once) | {filling:.1f} s, {cache_mb:.0f} MB | |"
     )
     if epochs:
-        fresh, cached = epochs
-        print(
-            f"| demo training epoch, 1 worker: decoding ÷ from the cache | {fresh:.1f} s ÷ "
-            f"{cached:.1f} s | {cached / fresh:.2f} (decoding: {1 - cached / fresh:.0%}) |"
-        )
-        print(
-            f"| the same in CPU seconds (process + worker) | {cpu[0][0]:.1f} s ÷ "
-            f"{cpu[1][0]:.1f} s | {cpu[1][0] / cpu[0][0]:.2f} (decoding: "
-            f"{1 - cpu[1][0] / cpu[0][0]:.0%}) |"
-        )
+        fresh, cached = epochs["decoding"], epochs["cached"]
+        fresh_cpu, cached_cpu = TimeStats.of(cpu["decoding"]), TimeStats.of(cpu["cached"])
+        for what, (decoding, from_cache) in (
+            ("demo training epoch, 1 worker: decoding ÷ from the cache", (fresh, cached)),
+            ("the same in CPU seconds (process + worker)", (fresh_cpu, cached_cpu)),
+        ):
+            share = 1 - from_cache.median / decoding.median
+            print(
+                f"| {what} | {decoding.median:.1f} s ÷ {from_cache.median:.1f} s | "
+                f"{ratio_text(from_cache, decoding, '.2f')} (decoding: {share:.0%}) |"
+            )
     print(
         f"| 60 s 720p, T=10 × 8 frames: seeking ÷ decoding from the start | "
-        f"{seeking:.2f} s ÷ {whole:.2f} s | {seeking / whole:.2f} (target ≤ 0.3) |"
+        f"{seeking.median:.2f} s ÷ {whole.median:.2f} s | "
+        f"{ratio_text(seeking, whole, '.2f')} (target ≤ 0.3) |"
     )
 
 

@@ -8,8 +8,9 @@ stages 2, 3 and 4 (+ head), and the audio MobileNetV2 — is timed on the input 
 that pass. "As built" is the model in eval mode and NCHW; "optimised" is
 ``adagate.optimize_for_inference(model, (batch,))``: BatchNorm folded into the convolutions,
 memory layout measured per network. All parts, both versions, are interleaved in one run
-(warm-up, then best of ``--repeats``), so the shares and ratios are comparable; absolute times
-are not printed. The ratio that matters is the last row of each size: policy time ÷
+(a warm-up round, then the median of ``--repeats`` rounds), so the shares and ratios are
+comparable; each is printed with its spread in brackets (max - min over the rounds), absolute
+times are not. The ratio that matters is the last row of each size: policy time ÷
 recognition time, next to the MAC ratio (issue target at the paper's sizes: ≤ 0.08).
 
     python benchmarks/bench_inference.py --threads 1 [--sizes demo paper] [--repeats 5]
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _timing import best_times
+from _timing import TimeStats, interleaved_times, ratio_text, total_times
 from torch import Tensor
 
 from adagate.backbones._temporal import average_frames, temporal_max_pool
@@ -98,14 +99,14 @@ def resnet_parts(net: TSNResNet, x: Tensor) -> list[Part]:
 def model_parts(model: Any, batch: dict[str, Tensor]) -> list[Part]:
     """Every part of one all-modality forward pass of an AdaMML model, policy first."""
     parts = []
-    features = {}
     for m, extractor in model.policy_features.items():
         x = batch[adamml_model.MODALITIES[m].policy_key]
         rows = x.flatten(0, 1)
         size = "×".join(str(s) for s in x.shape[2:])
-        parts.append(_part(f"policy: {m} MobileNetV2", size, extractor, rows))
-        with torch.inference_mode():
-            features[m] = extractor(rows).unflatten(0, x.shape[:2])
+        parts.append(_part(f"policy: {m} extractor", size, extractor, rows))
+    with torch.inference_mode():
+        # A shared modality's policy features are its recogniser's (timed with the recognisers).
+        features = model.features(batch)
     policy = model.policy
     macs = count_macs(policy, features)
     parts.append(("policy: MLP + LSTM + heads", "features", lambda: policy(features), macs))
@@ -129,32 +130,37 @@ def size_rows(name: str, repeats: int) -> list[str]:
     batch = {key: torch.randn(videos, *value.shape[1:]) for key, value in shapes.items()}
     optimised = optimize_for_inference(built, (batch,))
     before, after = model_parts(built, batch), model_parts(optimised, batch)
+    # Keyed by position: two recognisers of one kind would give two parts the same name.
+    calls = {str(i): part[2] for i, part in enumerate(before + after)}
     with torch.inference_mode():
-        seconds = best_times([p[2] for p in before + after], repeats)
+        seconds = list(interleaved_times(calls, repeats).values())
     before_s, after_s = seconds[: len(before)], seconds[len(before) :]
     macs = [p[3] for p in before]
-    total_macs, total_before, total_after = sum(macs), sum(before_s), sum(after_s)
+    total_macs, total_before, total_after = sum(macs), total_times(before_s), total_times(after_s)
     per_segment = 1e9 * videos * segments
     rows = []
     for (part, shape, _, count), b, a in zip(before, before_s, after_s, strict=True):
         rows.append(
             f"| {name} | {part} | {shape} | {count / per_segment:.4f} | {count / total_macs:.1%} "
-            f"| {b / total_before:.1%} | {a / total_after:.1%} | {a / b:.2f} |"
+            f"| {ratio_text(b, total_before, '.1%')} | {ratio_text(a, total_after, '.1%')} "
+            f"| {ratio_text(a, b, '.2f')} |"
         )
     policy = [i for i, p in enumerate(before) if p[0].startswith("policy")]
     recognition = [i for i in range(len(before)) if i not in policy]
 
-    def ratio(values: list[float] | list[int]) -> float:
-        return sum(values[i] for i in policy) / sum(values[i] for i in recognition)
+    def time_ratio_text(seconds: list[TimeStats]) -> str:
+        policy_s = total_times(seconds[i] for i in policy)
+        recognition_s = total_times(seconds[i] for i in recognition)
+        return ratio_text(policy_s, recognition_s, ".4f")
 
-    whole_ratio = total_after / total_before
+    mac_ratio = sum(macs[i] for i in policy) / sum(macs[i] for i in recognition)
     rows.append(
         f"| {name} | **all parts** | {videos}×{segments} segments | {total_macs / per_segment:.4f} "
-        f"| 100% | 100% | 100% | {whole_ratio:.2f} |"
+        f"| 100% | 100% | 100% | {ratio_text(total_after, total_before, '.2f')} |"
     )
     rows.append(
-        f"| {name} | **policy ÷ recognition** | | MAC ratio {ratio(macs):.4f} | "
-        f"| time ratio {ratio(before_s):.4f} | time ratio {ratio(after_s):.4f} | |"
+        f"| {name} | **policy ÷ recognition** | | MAC ratio {mac_ratio:.4f} | "
+        f"| time ratio {time_ratio_text(before_s)} | time ratio {time_ratio_text(after_s)} | |"
     )
     return rows
 
@@ -162,13 +168,14 @@ def size_rows(name: str, repeats: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
-    parser.add_argument("--repeats", type=int, default=5, help="timed rounds (best of)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds (median of)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     print(
-        f"cpu, {torch.get_num_threads()} thread(s), best of {args.repeats}; shares of one "
+        f"cpu, {torch.get_num_threads()} thread(s), median of {args.repeats} interleaved rounds, "
+        "spread of the per-round ratios in brackets; shares of one "
         "all-modality forward pass (RGB + audio, policy included); as built: eval, NCHW; "
         "optimised: optimize_for_inference (BatchNorm folded, layout measured per network)"
     )

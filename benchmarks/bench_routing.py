@@ -4,7 +4,8 @@ The AdaMML reference code runs every modality on every segment and multiplies th
 by zero; `run_selected` runs the backbone on the selected segments only. If routing is free,
 routed time ÷ dense time equals the selected fraction; the last column is that quotient divided
 by the fraction (1.00 = the saving is exactly proportional; target ≤ 1.05). Inference (eval
-mode, no grad), variants interleaved in one run, best of repeats. The 0% row is the no-row
+mode, no grad), variants interleaved in one run; times are medians over the rounds, and each
+ratio is printed with its spread (max - min of the per-round ratios). The 0% row is the no-row
 path once its output shape is cached (no compute at all); the 100% row the all-rows path (the
 plain call plus finding the rows).
 
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from functools import partial
 
 import torch
-from _timing import best_times
+from _timing import interleaved_times, sync_for, time_ratio
 
 from adagate.backbones.resnet import tsn_resnet18
 from adagate.routing import run_selected
@@ -31,7 +32,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--segments", type=int, default=32)
     parser.add_argument("--size", type=int, default=112)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=7, help="timed rounds")
     parser.add_argument("--plot", help="also save routed ÷ dense time by fraction as this PNG")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -52,27 +53,30 @@ def main() -> None:
     for fraction in fractions:
         calls[f"{fraction}"] = partial(run_selected, net, x, mask_of(fraction))
     with torch.no_grad():
-        best = dict(zip(calls, best_times(list(calls.values()), args.repeats), strict=True))
+        stats = interleaved_times(calls, args.repeats, sync=sync_for(device))
 
     print(
         f"device: {device}, torch {torch.__version__}, {args.threads} thread(s), "
         f"{platform.processor() or platform.machine()}; TSN ResNet-18, "
         f"{args.segments} segments of 3×{args.size}×{args.size}, inference, "
-        f"best of {args.repeats}"
+        f"median of {args.repeats} interleaved rounds, ratio (spread)"
     )
     print()
     print("| selected | routed (ms) | dense (ms) | routed ÷ dense | ÷ selected fraction |")
     print("|---:|---:|---:|---:|---:|")
-    dense = best["dense"]
+    dense = stats["dense"]
+    ratios = []
     for fraction in fractions:
-        routed = best[f"{fraction}"]
-        per_fraction = f"{routed / dense / fraction:.3f}" if fraction > 0 else "—"
+        routed = stats[f"{fraction}"]
+        ratio, spread = time_ratio(routed, dense)
+        ratios.append(ratio)
+        per_fraction = f"{ratio / fraction:.3f} ({spread / fraction:.3f})" if fraction > 0 else "—"
         print(
-            f"| {fraction:.0%} | {routed * 1e3:.1f} | {dense * 1e3:.1f} | "
-            f"{routed / dense:.3f} | {per_fraction} |"
+            f"| {fraction:.0%} | {routed.median * 1e3:.1f} | {dense.median * 1e3:.1f} | "
+            f"{ratio:.3f} ({spread:.3f}) | {per_fraction} |"
         )
     if args.plot:
-        save_plot(args.plot, fractions, [best[f"{f}"] / dense for f in fractions])
+        save_plot(args.plot, fractions, ratios)
 
 
 def save_plot(path: str, fractions: tuple[float, ...], ratios: list[float]) -> None:

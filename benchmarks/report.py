@@ -95,7 +95,8 @@ def main() -> None:
         "Every table below is the output of the command above it, run by "
         "`python benchmarks/report.py`, which wrote this page "
         f"on {today} on this machine: {machine()}. Performance figures are ratios measured "
-        "within one run (warm-up, repeats, best-of), never absolute times compared across runs. "
+        "within one run (a warm-up, then the median of interleaved rounds, with the spread of "
+        "the per-round ratios in brackets), never absolute times compared across runs. "
         "Cost figures are MACs reported as the paper's GFLOPs (1 GFLOP = 1e9 MACs).\n",
     ]
     for name, extra, what in BENCHMARKS:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from adagate.backbones._temporal import temporal_max_pool
+from adagate.backbones.convnet import PlainConvNet
 from adagate.backbones.mobilenet import MobileNetV2, mobilenet_v2
 from adagate.backbones.resnet import (
     BasicBlock,
@@ -55,6 +56,51 @@ def test_feature_and_logit_shapes_for_every_variant_and_layout(name: str, in_cha
         assert classifier(frames).shape == (2, 7)
 
 
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_forward_is_the_head_on_the_pooled_features(name: str) -> None:
+    # One pass gives both: what a policy that reads a recogniser's features relies on.
+    builder, dim = BUILDERS[name]
+    net = builder(in_channels=3, num_classes=7).eval()
+    x = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        pooled = net.forward_features(x)
+        assert pooled.shape == (2, dim)
+        torch.testing.assert_close(net.forward_head(pooled), net(x), rtol=0, atol=0)
+        plain = builder(in_channels=3, num_classes=None).eval()
+        features = plain.forward_features(x)
+        assert plain.forward_head(features) is features
+
+
+@given(
+    in_channels=st.integers(1, 4),
+    widths=st.lists(st.integers(1, 12), min_size=1, max_size=4),
+    frames=st.integers(1, 3),
+    side=st.integers(5, 24),
+)
+def test_plain_convnet_shape_and_macs_match_the_formula(
+    in_channels: int, widths: list[int], frames: int, side: int
+) -> None:
+    net = PlainConvNet(in_channels, widths).eval()
+    x = torch.randn(2, frames, in_channels, side, side)
+    with torch.no_grad():
+        assert net(x).shape == (2, widths[-1]) and net.num_features == widths[-1]
+    # One 3x3 stride-2 convolution per width: C_in * C_out * 9 MACs per output pixel.
+    expected, channels = 0, in_channels
+    for width in widths:
+        side = (side + 1) // 2
+        expected += channels * width * 9 * side * side
+        channels = width
+    assert count_macs(net, x[:1]) == frames * expected
+
+
+def test_plain_convnet_averages_frames_and_takes_single_frames() -> None:
+    net = PlainConvNet(3, (8, 16)).eval()
+    x = torch.randn(2, 3, 3, 32, 32)
+    with torch.no_grad():
+        per_frame = torch.stack([net(x[:, i]) for i in range(3)], dim=1)
+        torch.testing.assert_close(net(x), per_frame.mean(dim=1))
+
+
 def test_mobilenet_width_mult_follows_torchvision_rounding() -> None:
     net = mobilenet_v2(num_classes=None, width_mult=0.5).eval()
     # 32 * 0.5 = 16 stem channels; the last layer keeps 1280 for width_mult <= 1.
@@ -74,7 +120,7 @@ def test_mobilenet_width_mult_follows_torchvision_rounding() -> None:
     ],
 )
 def test_bad_input_raises_value_error_with_shape(bad: Tensor, message: str) -> None:
-    for net in (tiny_resnet(), mobilenet_v2(width_mult=0.25)):
+    for net in (tiny_resnet(), mobilenet_v2(width_mult=0.25), PlainConvNet(3, (8,))):
         with pytest.raises(ValueError, match=message) as info:
             net(bad)
         assert str(tuple(bad.shape)) in str(info.value)
@@ -90,6 +136,9 @@ def test_bad_input_raises_value_error_with_shape(bad: Tensor, message: str) -> N
         (lambda: MobileNetV2(in_channels=0), "in_channels"),
         (lambda: MobileNetV2(num_classes=-1), "num_classes"),
         (lambda: MobileNetV2(width_mult=0.0), "width_mult"),
+        (lambda: PlainConvNet(in_channels=0), "in_channels"),
+        (lambda: PlainConvNet(widths=()), "widths"),
+        (lambda: PlainConvNet(widths=(8, 0)), "widths"),
     ],
 )
 def test_bad_constructor_arguments_name_the_argument(
@@ -200,7 +249,12 @@ def test_features_average_the_frames_left_without_pooling() -> None:
 
 
 @pytest.mark.parametrize(
-    "build", [lambda: tiny_resnet(num_classes=5), lambda: mobilenet_v2(3, 5, width_mult=0.25)]
+    "build",
+    [
+        lambda: tiny_resnet(num_classes=5),
+        lambda: mobilenet_v2(3, 5, width_mult=0.25),
+        lambda: PlainConvNet(3, (8, 16, 32)),
+    ],
 )
 def test_channels_last_gives_the_same_output(build: Callable[[], nn.Module]) -> None:
     net = build().eval()
@@ -247,7 +301,12 @@ def test_torch_compile_matches_eager_in_channels_last(build: Callable[[], nn.Mod
 
 
 @pytest.mark.parametrize(
-    "build", [lambda: tiny_resnet(num_classes=5), lambda: mobilenet_v2(3, 5, width_mult=0.25)]
+    "build",
+    [
+        lambda: tiny_resnet(num_classes=5),
+        lambda: mobilenet_v2(3, 5, width_mult=0.25),
+        lambda: PlainConvNet(3, (8, 16, 32)),
+    ],
 )
 def test_torch_compile_traces_without_graph_breaks(build: Callable[[], nn.Module]) -> None:
     # fullgraph fails on any graph break; the "eager" backend skips Inductor's slow codegen

@@ -218,9 +218,9 @@ def test_dataloader_with_workers_carries_skip_reports(media: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
-        ("missing.mp4", "missing file"),
-        ("corrupt.mp4", "cannot open"),
-        ("truncated.mp4", "cannot open|could not be decoded"),
+        ("missing.mp4", "no such file or directory"),
+        ("corrupt.mp4", "not a video FFmpeg can read"),
+        ("truncated.mp4", "not a video FFmpeg can read|truncated or corrupt file"),
     ],
 )
 def test_bad_video_is_skipped_with_one_warning_and_fails_when_strict(

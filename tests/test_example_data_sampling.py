@@ -69,3 +69,17 @@ def test_segment_centre_is_the_middle_of_the_sampled_frames() -> None:
     centres = D.segment_centres(torch.tensor([[0, 2, 4, 6], [10, 12, 14, 16]]), 10.0)
     assert centres.dtype == torch.float64
     assert centres.tolist() == [0.35, 1.35]
+
+
+def test_window_spans_cover_the_video_with_a_last_window_aligned_to_its_end() -> None:
+    assert D.window_spans(80, 8.0, None, None) == [(0, 80)]
+    assert D.window_spans(80, 8.0, 4.0, 3.0) == [(0, 32), (24, 32), (48, 32)]
+    assert D.window_spans(84, 8.0, 5.0, None) == [(0, 40), (40, 40), (44, 40)]
+    assert D.window_spans(10, 8.0, 5.0, None) == [(0, 10)]
+
+
+def test_window_indices_are_the_test_sampling_of_the_window_shifted_to_its_start() -> None:
+    window = D.window_indices(40, 40, 4, 7, 4, 2)
+    starts = D.segment_starts(40, 4, 7, train=False)
+    assert torch.equal(window, D.frame_indices(starts, 4, 2, 40) + 40)
+    assert window.shape == (4, 4) and int(window.min()) >= 40 and int(window.max()) < 80

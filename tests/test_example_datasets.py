@@ -1,22 +1,29 @@
-"""Tests of examples/adamml/datasets.py: list files for Kinetics-Sounds, ActivityNet, folders."""
+"""Tests of examples/adamml/datasets/: list files for Kinetics-Sounds, ActivityNet, folders."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "adamml"
+sys.path.insert(0, str(EXAMPLE))
 
 # Loaded under its own name: a plain `import datasets` would clash with Hugging Face's package.
-_spec = importlib.util.spec_from_file_location("adamml_datasets", EXAMPLE / "datasets.py")
+_spec = importlib.util.spec_from_file_location(
+    "adamml_datasets",
+    EXAMPLE / "datasets" / "__init__.py",
+    submodule_search_locations=[str(EXAMPLE / "datasets")],
+)
 DS = importlib.util.module_from_spec(_spec)
 sys.modules["adamml_datasets"] = DS
 _spec.loader.exec_module(DS)
+
+from data import parse_list_file, read_classes  # noqa: E402
 
 KS = DS.KINETICS_SOUNDS_CLASSES
 HEADER = "label,youtube_id,time_start,time_end,split,is_cc\n"
@@ -40,15 +47,6 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 def lines(path: Path) -> list[str]:
     return path.read_text().splitlines()
-
-
-def parser_of_the_example() -> tuple[object, object]:
-    sys.path.insert(0, str(EXAMPLE))
-    try:
-        from data import parse_list_file, read_classes
-    finally:
-        sys.path.remove(str(EXAMPLE))
-    return parse_list_file, read_classes
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,7 +158,6 @@ def test_label_folders_with_spaces_make_csv_lists_the_example_parses(
         tmp_path / "lists",
     )
     assert code == 0 and "train.csv" in out and not (tmp_path / "lists" / "train.txt").exists()
-    parse_list_file, read_classes = parser_of_the_example()
     classes = read_classes(tmp_path / "lists" / "classes.txt")
     records, errors = parse_list_file(tmp_path / "lists" / "train.csv", classes)
     assert errors == []
@@ -197,7 +194,7 @@ def test_a_bad_annotation_csv_stops_with_one_line_naming_file_and_line(
     )
     message = err.strip().splitlines()[-1]
     assert code == 2 and out == ""
-    assert message.startswith(f"datasets.py: error: {tmp_path / 'k.csv'}{where}")
+    assert message.startswith(f"{DS.cli.PROG}: error: {tmp_path / 'k.csv'}{where}")
     assert says in message and "Traceback" not in err
     assert list((tmp_path / "videos").iterdir()) == []
 
@@ -316,7 +313,6 @@ def test_activitynet_multi_label_lists_are_parsed_by_the_example(
     activitynet: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run(capsys, *activitynet_args(activitynet))
-    parse_list_file, read_classes = parser_of_the_example()
     classes = read_classes(activitynet / "lists" / "classes.txt")
     records, errors = parse_list_file(activitynet / "lists" / "train.txt", classes)
     assert errors == []
@@ -454,7 +450,6 @@ def test_folder_lists_are_parsed_by_the_example(
 ) -> None:
     root = class_tree(tmp_path / "videos", {"archery": 4, "diving": 4})
     train, val = folder_lists(capsys, root, root)
-    parse_list_file, read_classes = parser_of_the_example()
     classes = read_classes(root / "classes.txt")
     for name, expected in (("train.txt", train), ("val.txt", val)):
         records, errors = parse_list_file(root / name, classes, strict=True)
@@ -463,24 +458,8 @@ def test_folder_lists_are_parsed_by_the_example(
 
 
 # --------------------------------------------------------------------------------------------
-# Atomic writes
+# Writing, and the command as the docs run it
 # --------------------------------------------------------------------------------------------
-def test_a_failed_write_leaves_the_old_file_and_no_temporary(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    target = tmp_path / "train.txt"
-    target.write_text("old 0\n")
-
-    def broken_replace(source: str, destination: str) -> None:
-        raise OSError("disk full")
-
-    monkeypatch.setattr(DS.os, "replace", broken_replace)
-    with pytest.raises(OSError, match="disk full"):
-        DS.write_atomic(target, "new 1\n" * 1000)
-    assert target.read_text() == "old 0\n"
-    assert os.listdir(tmp_path) == ["train.txt"]
-
-
 def test_bad_input_after_a_good_run_leaves_the_previous_lists_untouched(
     activitynet: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -502,7 +481,13 @@ def test_an_out_folder_that_cannot_be_written_is_named_in_the_error(
     assert code == 2 and out == "" and f"--out {tmp_path / 'taken'}: cannot write" in err
 
 
-def test_written_lists_get_the_permissions_of_ordinary_files(tmp_path: Path) -> None:
-    (tmp_path / "ordinary.txt").write_text("")
-    DS.write_atomic(tmp_path / "train.txt", "a.mp4 0\n")
-    assert (tmp_path / "train.txt").stat().st_mode == (tmp_path / "ordinary.txt").stat().st_mode
+def test_the_folder_runs_as_the_docs_show_it_from_the_repository_root(tmp_path: Path) -> None:
+    root = class_tree(tmp_path / "videos", {"archery": 2, "diving": 2})
+    command = [sys.executable, "examples/adamml/datasets", "folders", "--data-root", str(root)]
+    result = subprocess.run(
+        command, cwd=EXAMPLE.parents[1], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "folders: wrote" in result.stdout
+    assert lines(root / "classes.txt") == ["archery", "diving"]
+    assert len(lines(root / "train.txt")) + len(lines(root / "val.txt")) == 4

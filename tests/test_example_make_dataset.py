@@ -20,7 +20,8 @@ import make_dataset as M
 import prepare as P
 
 TINY = M.DemoSpec(
-    classes=8, train_per_class=1, val_per_class=1, size=48, fps=8, seconds=5.0, scenes=5
+    classes=8, train_per_class=1, val_per_class=1, calib_per_class=1, size=48, fps=8,
+    seconds=5.0, scenes=5,
 )
 
 
@@ -28,7 +29,7 @@ TINY = M.DemoSpec(
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("demo")
     counts = M.make_dataset(TINY, root, workers=1)
-    assert counts == {"train": 8, "val": 8}
+    assert counts == {"train": 8, "val": 8, "calib": 8}
     return root
 
 
@@ -46,7 +47,7 @@ def test_clips_are_mp4_files_with_h264_video_and_aac_audio(demo: Path) -> None:
 
 def test_generation_is_reproducible(demo: Path, tmp_path: Path) -> None:
     M.make_dataset(TINY, tmp_path, workers=1)
-    for name in ("train.txt", "val.txt", "classes.txt", "informative.json"):
+    for name in ("train.txt", "val.txt", "calib.txt", "classes.txt", "informative.json"):
         assert (tmp_path / name).read_text() == (demo / name).read_text()
     clip = "videos/val/c03_0003.mp4"
     assert (tmp_path / clip).read_bytes() == (demo / clip).read_bytes()
@@ -57,7 +58,7 @@ def test_sidecar_marks_informative_only_where_the_signature_is_present_and_neede
 ) -> None:
     sidecar = json.loads((demo / "informative.json").read_text())
     needed = M.needed_modalities(TINY.classes)
-    assert len(sidecar["videos"]) == 16
+    assert len(sidecar["videos"]) == 24
     for annotation in sidecar["videos"].values():
         need = needed[annotation["label"]]
         assert len(annotation["scenes"]) == TINY.scenes

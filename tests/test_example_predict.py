@@ -1,9 +1,11 @@
 """Tests of examples/adamml/predict.py on generated clips and a run directory with random
-weights: streaming equals the batch path, decoding skips what the policy did not ask for, and
-bad input gets one line, never a traceback."""
+weights: a window at a time equals the batch path, only the selected segments' recognition
+inputs are built, folders of videos are predicted video by video, and bad input gets one line,
+never a traceback."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -20,7 +22,6 @@ import make_dataset
 import predict
 import prepare
 import runs
-from modalities import MODALITIES
 from model import PRESETS, AdaMML, all_on, example_batch, measure_costs
 
 from adagate.flops import ModalityCosts, expected_gflops
@@ -62,11 +63,7 @@ def make_run(root: Path, out: Path, modalities: tuple[str, ...] = ("rgb", "audio
     dataset = D.VideoDataset(root / "val.txt", root, data, train=False)
     batch = D.collate([dataset.load(record) for record in dataset.records])
     with torch.no_grad():
-        features = {}
-        for m, extractor in model.policy_features.items():
-            x = batch[MODALITIES[m].policy_key]
-            features[m] = extractor(x.flatten(0, 1)).unflatten(0, x.shape[:2])
-        logits = model.policy(features).logits
+        logits = model.policy(model.features(batch)).logits
         for i, head in enumerate(model.policy.heads.values()):
             head.bias[1] -= (logits[..., i, 1] - logits[..., i, 0]).median()
         # Unequal fusion weights, so that the tests see the fusion's weighting too.
@@ -131,7 +128,7 @@ def test_the_random_policy_of_the_test_run_skips_rgb_on_some_segments_only(
 
 
 @pytest.mark.parametrize("layout", ["file", "frame folder"])
-def test_segment_inputs_are_the_datasets_bit_for_bit(
+def test_window_inputs_are_the_datasets_bit_for_bit(
     root: Path, loaded: tuple[runs.RunConfig, AdaMML, list[str]], layout: str, tmp_path: Path
 ) -> None:
     config, _, classes = loaded
@@ -143,64 +140,44 @@ def test_segment_inputs_are_the_datasets_bit_for_bit(
         frames = prepare.extract_video(root / clip, path, 40, False, config.data.sample_rate)
         path, line = path, f"{path} 1 {frames} 1"
     item = batch_of(root, config, line, classes)
-    plan = predict.InputPlan.from_config(config.data)
-    source = predict.open_source(path, config.data, needs_audio=True)
-    stopwatch = predict.Stopwatch(torch.device("cpu"))
-    params = plan.transforms.spatial(source.height, source.width, train=False)
-    indices = predict.window_indices(0, source.num_frames, 4, config.data)
-    # In stream order: data.decode_audio's output for a window depends on the windows decoded
-    # before it on the same container, and the dataset decodes them in this order.
-    for t in range(4):
-        segment = predict.Segment(source, indices[t], plan, params, stopwatch)
-        # Policy first, as streaming asks: the rows built for it are reused for recognition.
-        assert torch.equal(segment.policy_input("rgb")[0], item["policy_rgb"][0, t])
-        assert torch.equal(segment.policy_input("audio")[0], item["audio"][0, t])
-        assert torch.equal(segment.recognition_input("rgb")[0], item["rgb"][0, t])
-        assert torch.equal(segment.recognition_input("audio")[0], item["audio"][0, t])
-    # Back to the start (as overlapping windows do): the reader seeks back.
-    segment = predict.Segment(source, indices[0], plan, params, stopwatch)
-    assert torch.equal(segment.recognition_input("rgb")[0], item["rgb"][0, 0])
+    runner = predictor(loaded)
+    source = D.open_source(path, config.data)
+    data = config.data
+    indices = D.window_indices(0, source.num_frames, 4, data.span, data.frames_per_segment,
+                               data.frame_stride)  # fmt: skip
+    decoded = D.read_clip(source, indices, runner.reads, data.audio_seconds)
     source.close()
+    transforms = runner.transforms
+    params = transforms.spatial(decoded.height, decoded.width, train=False)
+    # The policy's view from its rows alone, and recognition inputs of some segments only.
+    assert torch.equal(transforms.policy_input("rgb", decoded, params), item["policy_rgb"][0])
+    some = torch.tensor([1, 3])
+    for m in ("rgb", "audio"):
+        chosen = transforms.recognition_input(m, decoded.select(segments=some), params)
+        assert torch.equal(chosen, item[m][0, some])
 
 
-def test_the_frame_reader_gives_decode_video_frames_arrays_in_any_order(root: Path) -> None:
-    path = root / "videos/val/c02_0002.mp4"
-    with D.open_media(path) as container:
-        expected = D.decode_video_frames(container, range(16), short_side=24)
-    with D.open_media(path) as container:
-        reader = D.VideoFrameReader(container, short_side=24)
-        for request in ([3, 4, 5], [5, 9], [14, 15], [0, 1], [15], [2, 2, 7]):
-            frames = reader.read(request)
-            assert sorted(frames) == sorted(set(request))
-            for index, frame in frames.items():
-                assert np.array_equal(reader.to_rgb(frame), expected[index])
-        with pytest.raises(D.BadVideoError, match="could not be decoded"):
-            reader.read([16])
-
-
-def test_frames_of_segments_without_rgb_are_never_converted(
+def test_only_the_selected_segments_recognition_inputs_are_built(
     root: Path, loaded: tuple[runs.RunConfig, AdaMML, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    converted: list[int] = []
-    original = predict.VideoFileSource.rgb
+    built: list[tuple[str, tuple[int, ...]]] = []
+    original = D.InputTransforms.recognition_input
 
-    def counting(self: predict.VideoFileSource, index: int) -> np.ndarray:
-        converted.append(index)
-        return original(self, index)
+    def recording(self: D.InputTransforms, modality: str, decoded: D.Decoded, params: object):  # type: ignore[no-untyped-def]
+        built.append((modality, tuple(decoded.indices.shape)))
+        return original(self, modality, decoded, params)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(predict.VideoFileSource, "rgb", counting)
-    results = {}
-    for decode in ("needed", "all"):
-        converted.clear()
-        results[decode] = predictor(loaded, decode=decode).run(root / "videos/val/c00_0000.mp4")
-        results[decode].converted = len(converted)  # type: ignore[attr-defined]
-    needed, everything = results["needed"], results["all"]
-    assert torch.equal(needed.logits, everything.logits)
-    rgb = needed.windows[0].decisions[:, 0]
+    monkeypatch.setattr(D.InputTransforms, "recognition_input", recording)
+    result = predictor(loaded).run(root / "videos/val/c00_0000.mp4")
+    rgb = int(result.windows[0].decisions[:, 0].sum())
     frames, policy_frames = DATA["frames_per_segment"], PRESETS["tiny"].data.get("policy_frames", 2)
-    assert everything.converted == 4 * frames  # type: ignore[attr-defined]
-    expected = 4 * policy_frames + int(rgb.sum()) * (frames - policy_frames)
-    assert needed.converted == expected  # type: ignore[attr-defined]
+    # The policy's RGB from its rows of every segment, audio once for policy and recognition,
+    # RGB for recognition on the selected segments only, in one call.
+    expected = [("rgb", (4, policy_frames)), ("audio", (4, frames))]
+    assert built == expected + ([("rgb", (rgb, frames))] if rgb else [])
+    built.clear()
+    predictor(loaded, all_modalities=True).run(root / "videos/val/c00_0000.mp4")
+    assert sorted(built) == [("audio", (4, frames)), ("rgb", (4, frames))]
 
 
 def test_gflops_count_the_policy_and_the_selected_segments(
@@ -234,10 +211,6 @@ def test_all_modalities_runs_no_policy_and_equals_the_all_on_batch(
 def test_windows_cover_the_video_and_each_is_predicted_on_its_own(
     root: Path, loaded: tuple[runs.RunConfig, AdaMML, list[str]]
 ) -> None:
-    assert predict.windows(80, 8.0, None, None) == [(0, 80)]
-    assert predict.windows(80, 8.0, 4.0, 3.0) == [(0, 32), (24, 32), (48, 32)]
-    assert predict.windows(84, 8.0, 5.0, None) == [(0, 40), (40, 40), (44, 40)]
-    assert predict.windows(10, 8.0, 5.0, None) == [(0, 10)]
     runner = predictor(loaded)
     clip = root / "videos/val/c01_0001.mp4"
     whole = runner.run(clip)
@@ -361,3 +334,72 @@ def test_a_run_with_rgbdiff_streams_like_its_batch(root: Path, tmp_path: Path) -
         batch = model(batch_of(root, config, line, classes), route=True)
     assert torch.equal(result.windows[0].decisions, batch.decisions[0])
     torch.testing.assert_close(result.logits, batch.logits[0], rtol=1e-5, atol=1e-6)
+
+
+def test_a_folder_of_videos_is_predicted_video_by_video_and_a_frame_folder_stays_one_video(
+    root: Path, run_dir: Path, loaded: tuple[runs.RunConfig, AdaMML, list[str]], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(predict, "measure_costs", lambda *_: predictor(loaded).costs)
+    clips = tmp_path / "clips"
+    (clips / "more").mkdir(parents=True)
+    for name in ("b.mp4", "a.mp4", "more/c.mkv"):
+        write_clip(clips / name)
+    (clips / "notes.txt").write_text("not a video\n")
+    frames = tmp_path / "frames"
+    prepare.extract_video(root / VAL[0].split()[0], frames, 40, False, 16000)
+    out = tmp_path / "predictions.jsonl"
+    status = predict.main([str(clips), str(frames), "--run", str(run_dir), "--json", str(out)])
+    assert status == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    expected = [clips / "a.mp4", clips / "b.mp4", clips / "more/c.mkv", frames]
+    assert [r["video"] for r in records] == list(map(str, expected))
+    assert all("error" not in r for r in records)
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_shared_modality_runs_its_recogniser_once_and_equals_the_batch_path(
+    root: Path, loaded: tuple[runs.RunConfig, AdaMML, list[str]]
+) -> None:
+    config, _, classes = loaded
+    torch.manual_seed(1)
+    preset = dataclasses.replace(PRESETS["tiny"], shared_policy_features=("audio",))
+    model = AdaMML(config.modalities, len(classes), preset).eval()
+    audio = model.recognisers["audio"]
+    calls: list[tuple[str, int]] = []
+    audio.register_forward_hook(lambda _, args, __: calls.append(("forward", len(args[0]))))
+    features = audio.forward_features
+
+    def counting(x: torch.Tensor) -> torch.Tensor:
+        calls.append(("features", len(x)))
+        return features(x)  # type: ignore[no-any-return]
+
+    audio.forward_features = counting  # type: ignore[method-assign]
+    costs = ModalityCosts({m: COSTS.recognition[m] for m in model.modalities}, COSTS.policy)
+    runner = predict.Predictor(model, config, classes, torch.device("cpu"), costs=costs)
+    result = runner.run(root / VAL[1].split()[0])
+    # Once, on the window's 4 segments: its features for the policy and its logits.
+    assert calls == [("features", 4)]
+    with torch.inference_mode():
+        batch = model(batch_of(root, config, VAL[1], classes), route=True)
+    assert torch.equal(result.windows[0].decisions, batch.decisions[0])
+    torch.testing.assert_close(result.logits, batch.logits[0], rtol=1e-5, atol=1e-6)
+
+
+def test_ctrl_c_is_one_line_naming_the_video_to_go_on_from(
+    root: Path, run_dir: Path, loaded: tuple[runs.RunConfig, AdaMML, list[str]],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(predict, "measure_costs", lambda *_: predictor(loaded).costs)
+    videos = [root / line.split()[0] for line in VAL]
+    original = predict.Predictor.run
+
+    def interrupted(self: predict.Predictor, path: Path, *args: object) -> object:
+        if path == videos[1]:
+            raise KeyboardInterrupt
+        return original(self, path, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(predict.Predictor, "run", interrupted)
+    assert predict.main([*map(str, videos), "--run", str(run_dir)]) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted at {videos[1]} (2 of 3)" in err and "Traceback" not in err

@@ -4,6 +4,7 @@ exactly the weights of an uninterrupted run."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -13,13 +14,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "adamml"))
 
-import evaluate
+import flags
 import make_dataset
+import metrics
 import train
 
 # 4 clips of 2 s at 32², batch 2: 2 optimiser steps per epoch.
 SPEC = make_dataset.DemoSpec(
-    classes=4, train_per_class=1, val_per_class=1, size=32, seconds=2.0, scenes=2
+    classes=4, train_per_class=1, val_per_class=1, calib_per_class=1, size=32, seconds=2.0,
+    scenes=2,
 )
 STAGES = ["--pretrain-epochs", "1", "--warmup-epochs", "1", "--epochs", "2",
           "--finetune-epochs", "1"]  # fmt: skip
@@ -51,23 +54,25 @@ def whole(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_ends_with_the_uninterrupted_weights(
     root: Path, whole: Path, tmp_path: Path
 ) -> None:
     broken = tmp_path / "broken"
-    # Steps: 1-2 pre-train, 3-4 warm-up, 5-8 joint (2 epochs), 9-10 fine-tune, then the
-    # no-LSTM baseline 11-16 and the all-modality baseline 17-22. The first kill is in the
-    # middle of the second joint epoch (Adam, both schedulers, τ and the RNGs must resume);
-    # the second in the first epoch of the no-LSTM baseline (a model built on resume).
-    with pytest.raises(SystemExit, match="stopped after 7 steps"):
-        run(root, broken, "--no-evaluate", "--stop-after-steps", "7")
-    checkpoint = torch.load(broken / "checkpoint.pt", weights_only=True)
-    assert checkpoint["position"] == {"stage": 2, "epoch": 1}
-    assert not (broken / "adamml.pt").exists()
+    # Optimiser steps over the videos: 1-2 pre-train, 3-4 warm-up, (the joint stage learns on
+    # its cache), 5-6 fine-tune, then the no-LSTM baseline's fine-tuning 7-8 and the
+    # all-modality baseline 9-10. The first kill is in the fine-tuning (the joint stage's
+    # policy, thresholds and the RNGs must resume); the second in the no-LSTM baseline's
+    # fine-tuning, after its joint stage ran on a cache rebuilt after the resume.
     with pytest.raises(SystemExit, match="stopped after 5 steps"):
-        run(root, broken, "--no-evaluate", "--resume", "--stop-after-steps", "5")
+        run(root, broken, "--no-evaluate", "--stop-after-steps", "5")
     checkpoint = torch.load(broken / "checkpoint.pt", weights_only=True)
-    assert checkpoint["position"] == {"stage": 4, "epoch": 0}
+    assert checkpoint["position"] == {"stage": 3, "epoch": 0}
+    assert not (broken / "adamml.pt").exists()
+    with pytest.raises(SystemExit, match="stopped after 3 steps"):
+        run(root, broken, "--no-evaluate", "--resume", "--stop-after-steps", "3")
+    checkpoint = torch.load(broken / "checkpoint.pt", weights_only=True)
+    assert checkpoint["position"] == {"stage": 5, "epoch": 0}
     run(root, broken, "--no-evaluate", "--resume")
     for name in ("adamml", "nolstm", "allmod"):
         expected, resumed = weights(whole / f"{name}.pt"), weights(broken / f"{name}.pt")
@@ -82,20 +87,55 @@ def test_killed_and_resumed_run_ends_with_the_uninterrupted_weights(
     assert not torch.equal(warm["policy.heads.rgb.weight"], final["policy.heads.rgb.weight"])
 
 
+@pytest.mark.slow
+def test_a_finished_run_resumed_says_so_and_evaluates(
+    whole: Path, root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = train.main(["--preset", "tiny", "--data-root", str(root), "--out", str(whole),
+                         "--workers", "0", "--device", "cpu", "--seed", "3", *STAGES,
+                         "--resume"])  # fmt: skip
+    assert "finished every stage already" in capsys.readouterr().out
+    assert report is not None and "AdaMML" in report["rows"]
+
+
+def test_ctrl_c_stops_with_one_line_giving_the_resume_command(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.Trainer, "run", interrupted)
+    with pytest.raises(SystemExit) as stopped:
+        run(root, tmp_path / "stopped")
+    message = str(stopped.value)
+    assert "interrupted" in message and "Traceback" not in message
+    assert message.strip().endswith("--resume")
+    assert f"--out {tmp_path / 'stopped'}" in message
+
+
 def test_metrics_log_one_line_per_epoch_with_the_annealed_temperature(whole: Path) -> None:
     records = [json.loads(line) for line in (whole / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["model"], r["stage"], r["epoch"]) for r in records] == [
-        ("adamml", "pretrain", 1), ("adamml", "warmup", 1), ("adamml", "joint", 1),
-        ("adamml", "joint", 2), ("adamml", "finetune", 1), ("nolstm", "joint", 1),
-        ("nolstm", "joint", 2), ("nolstm", "finetune", 1), ("allmod", "allmod", 1),
-        ("allmod", "allmod", 2), ("allmod", "allmod", 3),
+    joint = [("joint", r, e) for r in (1, 2) for e in (1, 2)]
+    assert [(r["stage"], r.get("restart"), r["epoch"]) for r in records] == [
+        ("pretrain", None, 1), ("warmup", None, 1), *joint, ("finetune", None, 1), *joint,
+        ("finetune", None, 1), ("allmod", None, 1),
     ]  # fmt: skip
-    # τ follows AdaMML's schedule over the joint epochs: start · rate^epoch.
+    assert [r["model"] for r in records] == ["adamml"] * 7 + ["nolstm"] * 5 + ["allmod"]
+    # τ follows AdaMML's schedule over the joint epochs: start · rate^epoch, per restart.
     preset = train.PRESETS["tiny"]
     assert records[3]["tau"] == pytest.approx(preset.tau_start * preset.tau_rate)
-    assert records[6]["tau"] == pytest.approx(preset.tau_start * preset.tau_rate)
+    assert records[5]["tau"] == pytest.approx(preset.tau_start * preset.tau_rate)
     # The default keeps the paper's constant noise.
-    assert [records[i]["noise"] for i in (2, 3, 5, 6)] == [1.0] * 4
+    assert [records[i]["noise"] for i in (2, 3, 4, 5)] == [1.0] * 4
+    # Exactly one epoch per model is the one kept, on the calibration list.
+    for model in ("adamml", "nolstm"):
+        kept = [r for r in records if r["model"] == model and r.get("kept")]
+        assert kept and all("calibration" in r for r in records if r["stage"] == "joint")
+    calibration = json.loads((whole / "calibration.json").read_text())
+    assert set(calibration) == {"adamml", "nolstm"}
+    final = weights(whole / "adamml.pt")["policy.thresholds"]
+    chosen = calibration["adamml"]["chosen"]["thresholds"]
+    assert final.tolist() == [float(chosen[m]) for m in ("rgb", "audio")]
 
 
 @pytest.mark.parametrize(
@@ -141,6 +181,18 @@ def test_report_has_every_baseline_and_consistent_costs(whole: Path) -> None:
     for name in ("report.md", "accuracy_vs_gflops.png", "selection_map.png"):
         assert (whole / name).stat().st_size > 0
     assert "| AdaMML |" in (whole / "report.md").read_text()
+    # The trade-off: AdaMML's and the no-LSTM policy's curves (points chosen on calibration),
+    # random selection at AdaMML's points' rates, and RGB on every k-th segment.
+    curves = report["curves"]
+    assert set(curves) == {"AdaMML", "AdaMML, no LSTM", "Random selection",
+                           "rgb every k-th segment"}  # fmt: skip
+    assert len(curves["Random selection"]) == len(curves["AdaMML"])
+    assert [p["every"] for p in curves["rgb every k-th segment"]] == [1, 2]
+    assert curves["rgb every k-th segment"][0]["gflops_vs_all"] == pytest.approx(1.0)
+    point = rows["AdaMML"]["operating_point"]
+    assert point["rule"] and set(point["thresholds"]) == {"rgb", "audio"}
+    assert set(report["curve_check"]["best"]) == set(curves)
+    assert "## Trade-off curves" in (whole / "report.md").read_text()
 
 
 @pytest.mark.slow
@@ -148,10 +200,10 @@ def test_damaged_checkpoint_falls_back_to_the_previous_one(
     root: Path, whole: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "damaged"
-    with pytest.raises(SystemExit, match="stopped after 7 steps"):
-        run(root, out, "--no-evaluate", "--no-baselines", "--stop-after-steps", "7")
-    # The last completed epoch is joint 1 (position stage 2, epoch 1); the one before it, the
-    # warm-up (stage 2, epoch 0).
+    with pytest.raises(SystemExit, match="stopped after 5 steps"):
+        run(root, out, "--no-evaluate", "--no-baselines", "--stop-after-steps", "5")
+    # The last completed stage is the cached joint stage (position stage 3); the one before
+    # it, the warm-up (stage 2).
     (out / "checkpoint.pt").write_bytes(b"not a zip file")
     with pytest.warns(UserWarning, match="cannot read .*checkpoint.pt"):
         run(root, out, "--no-evaluate", "--no-baselines", "--resume")
@@ -168,6 +220,8 @@ def test_stage_zero_alone_then_init_from_its_run(root: Path, tmp_path: Path) -> 
     assert (first / "pretrained.pt").exists() and not (first / "warmup.pt").exists()
     run(root, second, "--init", str(first), "--only-stages", "warmup,joint,finetune",
         "--no-baselines", "--joint-schedule", "alternate", "--noise-floor", "0.25")  # fmt: skip
+    # The dense joint training also chose its best epoch on the calibration list.
+    assert json.loads((second / "calibration.json").read_text())["adamml"]["chosen"]
     # The gates' noise fell from 1 to the floor over the joint epochs (two here).
     records = [json.loads(line) for line in (second / "metrics.jsonl").read_text().splitlines()]
     assert [r["noise"] for r in records if r["stage"] == "joint"] == [1.0, 0.25]
@@ -193,6 +247,11 @@ def test_stage_zero_alone_then_init_from_its_run(root: Path, tmp_path: Path) -> 
         (["--only-stages", "warm"], "--only-stages: expected names"),
         (["--init", "/nonexistent.pt"], "--init: no such run directory or file"),
         (["--noise-floor", "1.5"], "--noise-floor: expected a number in [0, 1]"),
+        (["--point-budget", "0"], "--point-budget: expected a share"),
+        (["--point-budget", "0.4", "--point-max-drop", "1"], "--point-max-drop: expected either"),
+        (["--calib-list", "/nonexistent.txt"], "--calib-list: no such file"),
+        (["--calib-fraction", "1.5"], "--calib-fraction: expected a share in (0, 1)"),
+        (["--policy-restarts", "0"], "--policy-restarts: expected >= 1"),
     ],
 )
 def test_bad_flags_exit_with_one_line_naming_the_flag(
@@ -211,8 +270,24 @@ def test_map_matches_a_hand_computation() -> None:
     logits = torch.tensor([[0.9, 0.1, 0.0], [0.5, 0.3, 0.0], [0.2, 0.8, 0.0]])
     labels = torch.tensor([0, 1, 0])
     expected = ((1 + 2 / 3) / 2 + (1 / 2)) / 2
-    assert evaluate.mean_average_precision(logits, labels) == pytest.approx(expected)
+    assert metrics.mean_average_precision(logits, labels) == pytest.approx(expected)
     multi_hot = torch.tensor([[1.0, 0, 0], [0, 1, 0], [1, 0, 0]])
-    assert evaluate.mean_average_precision(logits, multi_hot) == pytest.approx(expected)
-    assert evaluate.top1(logits, labels) == pytest.approx(1 / 3)
-    assert evaluate.top1(logits, multi_hot) == pytest.approx(1 / 3)
+    assert metrics.mean_average_precision(logits, multi_hot) == pytest.approx(expected)
+    assert metrics.top1(logits, labels) == pytest.approx(1 / 3)
+    assert metrics.top1(logits, multi_hot) == pytest.approx(1 / 3)
+
+
+def test_without_a_calibration_list_a_stratified_share_of_training_is_held_back(
+    tmp_path: Path,
+) -> None:
+    lines = [f"videos/c{c}_{i}.mp4 {c}" for c in range(3) for i in range(10)] + ["solo.mp4 3"]
+    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
+    args = argparse.Namespace(data_root=tmp_path, train_list=None, calib_list=None,
+                              calib_fraction=0.2, seed=0)  # fmt: skip
+    train_list, calib_list = flags.calibration_lists(args, tmp_path)
+    kept, held = train_list.read_text().splitlines(), calib_list.read_text().splitlines()
+    assert sorted(kept + held) == sorted(lines) and not set(kept) & set(held)
+    # Two of each class's ten; a class with one video keeps it for training.
+    assert sorted(line.split()[-1] for line in held) == ["0", "0", "1", "1", "2", "2"]
+    (tmp_path / "calib.txt").write_text("x 0\n")
+    assert flags.calibration_lists(args, tmp_path)[1] == tmp_path / "calib.txt"

@@ -306,7 +306,139 @@ def test_expected_gflops_rejects_bad_decisions(decisions: Any, message: str) -> 
 
 
 def test_expected_gflops_rejects_bad_costs_and_modalities() -> None:
-    with pytest.raises(ValueError, match="costs: expected a ModalityCosts, got Tensor"):
+    with pytest.raises(ValueError, match=r"costs: expected a ModalityCosts or a mapping.*Tensor"):
         expected_gflops(torch.ones(1, 1, 2), torch.ones(2))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"modalities: expected each of"):
         expected_gflops(torch.ones(1, 1, 2), ModalityCosts({"rgb": 1, "audio": 1}), ["rgb", "x"])
+
+
+@given(case=decisions_and_costs(), data=st.data())
+def test_expected_gflops_reads_a_mapping_in_the_order_of_modalities(
+    case: tuple[Tensor, ModalityCosts], data: st.DataObject
+) -> None:
+    decisions, costs = case
+    order = data.draw(st.permutations(costs.modalities))
+    shuffled = dict(reversed(list(costs.recognition.items())))
+    recognition_only = ModalityCosts(costs.recognition)
+    torch.testing.assert_close(
+        expected_gflops(decisions, shuffled, order),
+        expected_gflops(decisions, recognition_only, order),
+    )
+
+
+def test_expected_gflops_mapping_needs_modalities_and_whole_macs() -> None:
+    decisions = torch.ones(1, 2, 2)
+    recognition = {"rgb": 4 * 10**9, "audio": 10**9}
+    with pytest.raises(ValueError, match=r"costs: expected a ModalityCosts, or a mapping .* "
+                       r"modalities= .*got dict \{'rgb': 4000000000, 'audio': 1000000000\}"):
+        expected_gflops(decisions, recognition)
+    with pytest.raises(ValueError, match=r"modalities: expected each of \['audio', 'rgb'\]"):
+        expected_gflops(decisions, recognition, ["rgb", "flow"])
+    with pytest.raises(ValueError, match=r"costs: read as ModalityCosts.*recognition\['rgb'\]"):
+        expected_gflops(decisions, {"rgb": 4.1, "audio": 0.3}, ["rgb", "audio"])
+
+
+# --- shared modalities: the policy reads a recogniser's features ------------------------------
+
+
+@st.composite
+def decisions_and_shared_costs(draw: st.DrawFn) -> tuple[Tensor, ModalityCosts]:
+    decisions, costs = draw(decisions_and_costs())
+    shared = draw(st.lists(st.sampled_from(costs.modalities), unique=True))
+    return decisions, ModalityCosts(costs.recognition, costs.policy, shared=shared)
+
+
+@given(case=decisions_and_shared_costs())
+def test_expected_gflops_pays_policy_and_shared_always_and_others_by_decision(
+    case: tuple[Tensor, ModalityCosts],
+) -> None:
+    decisions, costs = case
+    b, t, _ = decisions.shape
+    rec = list(costs.recognition.values())
+    others = [k for k, name in enumerate(costs.modalities) if name not in costs.shared]
+    shared = sum(costs.recognition[name] for name in costs.shared)
+    by_decision = [sum(rec[k] * decisions[i, :, k].sum() for k in others) for i in range(b)]
+    expected = [(t * costs.policy + t * shared + paid) / GIGA for paid in by_decision]
+    result = expected_gflops(decisions, costs)
+    torch.testing.assert_close(result, torch.tensor(expected, dtype=torch.float64))
+    assert costs.always == costs.policy + shared
+
+
+@given(case=decisions_and_shared_costs(), data=st.data())
+def test_shared_decisions_change_no_cost(
+    case: tuple[Tensor, ModalityCosts], data: st.DataObject
+) -> None:
+    # The shared network ran anyway: its gate only says whether its logits enter the fusion.
+    decisions, costs = case
+    b, t, m = decisions.shape
+    bits = data.draw(st.lists(st.booleans(), min_size=b * t * m, max_size=b * t * m))
+    other = torch.tensor(bits, dtype=decisions.dtype).reshape(b, t, m)
+    is_shared = torch.tensor([name in costs.shared for name in costs.modalities])
+    flipped = torch.where(is_shared, other, decisions)
+    torch.testing.assert_close(expected_gflops(flipped, costs), expected_gflops(decisions, costs))
+
+
+@given(case=decisions_and_shared_costs())
+def test_sharing_every_modality_makes_the_cost_fixed(case: tuple[Tensor, ModalityCosts]) -> None:
+    decisions, costs = case
+    everything = ModalityCosts(costs.recognition, costs.policy, shared=costs.modalities)
+    b, t, _ = decisions.shape
+    not_shared = ModalityCosts(costs.recognition, costs.policy)
+    dense = expected_gflops(torch.ones_like(decisions), not_shared)
+    torch.testing.assert_close(expected_gflops(decisions, everything), dense)
+    assert everything.as_tensor(marginal=True).eq(0).all()
+    fixed = torch.full((b,), t * everything.always / GIGA, dtype=torch.float64)
+    torch.testing.assert_close(dense, fixed)
+
+
+def test_shared_costs_are_ordered_marginal_and_differentiable() -> None:
+    recognition = {"rgb": 14 * 10**9, "audio": 4 * 10**8, "flow": 16 * 10**9}
+    costs = ModalityCosts(recognition, policy=10**8, shared=["flow", "audio"])
+    assert costs.shared == ("audio", "flow")
+    assert costs.always == 10**8 + 4 * 10**8 + 16 * 10**9
+    assert costs.as_tensor().tolist() == [14e9, 4e8, 16e9]
+    assert costs.as_tensor(["flow", "rgb", "audio"], marginal=True).tolist() == [0.0, 14e9, 0.0]
+    assert costs == ModalityCosts(costs.recognition, 10**8, shared=("audio", "flow"))
+    soft = torch.full((2, 3, 3), 0.5, requires_grad=True)
+    expected_gflops(soft, costs).sum().backward()
+    assert soft.grad is not None
+    torch.testing.assert_close(soft.grad, torch.tensor([14.0, 0.0, 0.0]).expand(2, 3, 3))
+
+
+def test_the_paper_policy_with_the_audio_network_shared() -> None:
+    # AdaMML §4.1: policy 0.76 GFLOPs per segment, of which 0.382 is its audio MobileNetV2, the
+    # same network on the same spectrogram as the audio recogniser. Reading the recogniser's
+    # features instead, audio on every segment costs what the separate extractor did.
+    separate = ModalityCosts({"rgb": 14_136_000_000, "audio": 382_000_000}, policy=760_000_000)
+    own = 760_000_000 - 382_000_000
+    shared = ModalityCosts(separate.recognition, policy=own, shared=("audio",))
+    always_audio = torch.tensor([[1.0, 1.0]] * 5 + [[0.0, 1.0]] * 5)[None]  # (1, T=10, M)
+    saving = expected_gflops(always_audio, separate) - expected_gflops(always_audio, shared)
+    torch.testing.assert_close(saving, torch.tensor([10 * 0.382]))
+
+
+@pytest.mark.parametrize(
+    ("shared", "message"),
+    [
+        (("depth",), r"shared: expected distinct names from \['rgb', 'audio'\], got \['depth'\]"),
+        (("audio", "audio"), r"shared: expected distinct names .*got \['audio', 'audio'\]"),
+        ("audio", r"shared: expected a sequence of modality names.*got 'audio'"),
+        (None, r"shared: expected a sequence of modality names.*got None"),
+    ],
+)
+def test_modality_costs_rejects_bad_shared(shared: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ModalityCosts({"rgb": 1, "audio": 1}, shared=shared)
+
+
+def test_measure_passes_shared_and_leaves_shared_networks_out_of_the_policy() -> None:
+    audio = nn.Linear(8, 3)
+    costs = ModalityCosts.measure(
+        {"rgb": nn.Linear(16, 3), "audio": audio},
+        {"rgb": torch.randn(1, 16), "audio": torch.randn(1, 8)},
+        policy={"policy": nn.Linear(4, 2)},
+        policy_inputs={"policy": torch.randn(1, 4)},
+        shared=("audio",),
+    )
+    assert costs.shared == ("audio",) and costs.policy == 8
+    assert costs.always == 8 + count_macs(audio, torch.randn(1, 8))

@@ -442,3 +442,87 @@ def test_budget_loss_bad_arguments_raise(kwargs, match):
 def test_budget_loss_bad_decisions_raise(decisions, match):
     with pytest.raises(ValueError, match=match):
         BudgetLoss(COSTS, 0.5, relative=True)(decisions)
+
+
+# ---------------------------------------------------------------- values per modality by name
+
+NAMES = ["rgb", "audio", "flow", "depth"]
+
+
+@given(dims, seeds, gammas, st.data())
+def test_mapping_read_in_the_order_of_modalities_equals_the_sequence(shape, seed, gamma, data):
+    decisions, correct, lambdas = make(shape, seed)
+    order = data.draw(st.permutations(NAMES[: shape[2]]))
+    # Keys in another order than the M axis: only modalities= says which value is which.
+    by_name = {name: float(lambdas[i]) for i, name in reversed(list(enumerate(order)))}
+    fixable = make_fixable(shape, seed)
+    torch.testing.assert_close(
+        efficiency_loss(decisions, correct, by_name, gamma, modalities=order),
+        efficiency_loss(decisions, correct, lambdas, gamma),
+    )
+    torch.testing.assert_close(
+        recovery_loss(decisions, fixable, by_name, modalities=order),
+        recovery_loss(decisions, fixable, lambdas),
+    )
+    costs = {name: value + 1.0 for name, value in by_name.items()}
+    budget = BudgetLoss(costs, target=0.5, relative=True, initial_multiplier=1.0, modalities=order)
+    reference = BudgetLoss(lambdas + 1.0, target=0.5, relative=True, initial_multiplier=1.0)
+    torch.testing.assert_close(budget.costs, reference.costs.to(budget.costs))
+    torch.testing.assert_close(budget(decisions), reference(decisions).to(budget(decisions)))
+
+
+def test_paper_lambdas_by_name():
+    decisions = torch.tensor([[[1.0, 1.0], [0.0, 1.0], [1.0, 1.0], [0.0, 1.0]]])
+    loss = efficiency_loss(
+        decisions, torch.tensor([True]), {"audio": 0.05, "rgb": 1.0}, 10.0,
+        modalities=("rgb", "audio"),
+    )  # fmt: skip
+    torch.testing.assert_close(loss, torch.tensor(1.0 * (2 / 4) ** 2 + 0.05 * (4 / 4) ** 2))
+    lambdas = {"rgb": torch.tensor(1.0), "audio": torch.tensor(0.05)}
+    same = efficiency_loss(
+        decisions, torch.tensor([True]), lambdas, 10.0, modalities=["rgb", "audio"]
+    )
+    torch.testing.assert_close(same, loss)
+
+
+LOSSES_TAKING_VALUES = {
+    "lambdas": lambda values, **kw: efficiency_loss(
+        torch.ones(2, 3, 2), torch.ones(2, dtype=torch.bool), values, 1.0, **kw
+    ),
+    "weights": lambda values, **kw: recovery_loss(
+        torch.ones(2, 3, 2), torch.ones(2, dtype=torch.bool), values, **kw
+    ),
+    "costs": lambda values, **kw: BudgetLoss(values, 0.5, relative=True, **kw),
+}
+
+
+@pytest.mark.parametrize("name", LOSSES_TAKING_VALUES)
+def test_mapping_without_modalities_is_refused_clearly(name):
+    with pytest.raises(
+        ValueError,
+        match=rf"{name}: expected a sequence or tensor of M.* values in the order of the M axis, "
+        r"got dict \{'rgb': 1.0, 'audio': 0.05\}; .*pass modalities=",
+    ):
+        LOSSES_TAKING_VALUES[name]({"rgb": 1.0, "audio": 0.05})
+
+
+@pytest.mark.parametrize("name", LOSSES_TAKING_VALUES)
+@pytest.mark.parametrize(
+    ("values", "modalities", "match"),
+    [
+        ({"rgb": 1.0}, ["rgb", "audio"], r"NAME: expected one value for each of modalities "
+         r"\['rgb', 'audio'\], got \{'rgb': 1.0\} \(missing \['audio'\], extra \[\]\)"),
+        ({"rgb": 1.0, "audio": 0.1, "flow": 2.0}, ["rgb", "audio"], r"extra \['flow'\]"),
+        ({"rgb": 1.0, "audio": "x"}, ["rgb", "audio"],
+         r"NAME\['audio'\]: expected a number, got str 'x'"),
+        ({"rgb": 1.0, "audio": -1.0}, ["rgb", "audio"], r"NAME: expected finite non-negative"),
+        ({"rgb": 1.0, "audio": 1.0}, ["rgb", "rgb"], r"modalities: expected .*distinct names"),
+        ({"rgb": 1.0, "audio": 1.0}, "rgb", r"modalities: expected .*distinct names"),
+        ([1.0, 1.0], ["rgb", "audio", "flow"], r"modalities: expected M = 2 distinct names"),
+        ({"rgb", "audio"}, None, r"NAME: expected a sequence or tensor of M.* got set"),
+        (None, None, r"NAME: expected a sequence or tensor of M.* got NoneType"),
+    ],
+)  # fmt: skip
+def test_bad_values_by_modality_raise(name, values, modalities, match):
+    with pytest.raises(ValueError, match=match.replace("NAME", name)):
+        LOSSES_TAKING_VALUES[name](values, modalities=modalities)

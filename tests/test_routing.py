@@ -123,18 +123,147 @@ def test_selected_rows_are_the_only_rows_the_module_sees() -> None:
     assert torch.equal(net.seen[0], x[mask])
 
 
-@given(mask_list=st.lists(st.booleans(), min_size=3, max_size=10))
+@given(
+    mask_list=st.lists(st.booleans(), min_size=3, max_size=10).filter(lambda m: sum(m) != 1)
+)
 def test_batchnorm_train_statistics_come_from_selected_rows_only(mask_list: list[bool]) -> None:
+    # Two or more rows (or none): exactly the module's own train-mode call on the selected
+    # rows, bit for bit, in outputs, running statistics and gradients.
     mask = torch.tensor(mask_list, dtype=torch.bool)
     torch.manual_seed(0)
     routed = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).double().train()
     reference = copy.deepcopy(routed)
     x = torch.randn(len(mask_list), 3, 6, 6, dtype=torch.float64)
+    x_routed, x_reference = x.clone().requires_grad_(), x.clone().requires_grad_()
 
-    out = run_selected(routed, x, mask)
+    out = run_selected(routed, x_routed, mask)
+    assert all(m.training for m in routed.modules())
     if mask.any():
-        torch.testing.assert_close(out[mask], reference(x[mask]))
-    torch.testing.assert_close(routed.state_dict(), reference.state_dict())
+        expected = reference(x_reference[mask])
+        assert torch.equal(out[mask], expected)
+        weight = torch.randn_like(out)
+        (out * weight).sum().backward()
+        (expected * weight[mask]).sum().backward()
+        assert x_routed.grad is not None and x_reference.grad is not None
+        assert torch.equal(x_routed.grad, x_reference.grad)
+        for p_routed, p_reference in zip(
+            routed.parameters(), reference.parameters(), strict=True
+        ):
+            assert p_routed.grad is not None and p_reference.grad is not None
+            assert torch.equal(p_routed.grad, p_reference.grad)
+    for name, tensor in routed.state_dict().items():
+        assert torch.equal(tensor, reference.state_dict()[name]), name
+
+
+class OnePixelNet(nn.Module):
+    """The layers a train-mode batch of one row cannot normalise: a BatchNorm2d at 1×1 spatial
+    size and a BatchNorm1d after pooling. ``x: (N, 3, 3, 3) -> (N, 5)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn2d = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4, 5)
+        self.bn1d = nn.BatchNorm1d(5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.bn1d(self.fc(self.bn2d(self.conv(x)).flatten(1)))
+
+
+def _warm_one_pixel_net() -> OnePixelNet:
+    """An ``OnePixelNet`` in training mode whose running statistics are not the defaults."""
+    torch.manual_seed(0)
+    net = OnePixelNet().double().train()
+    for _ in range(3):
+        net(torch.randn(8, 3, 3, 3, dtype=torch.float64) * 2 + 1)
+    return net
+
+
+def test_one_row_alone_really_crashes_a_train_mode_batchnorm() -> None:
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        _warm_one_pixel_net()(torch.randn(1, 3, 3, 3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("rows", [1, 4])
+def test_one_selected_row_normalises_with_running_statistics_and_leaves_them_unchanged(
+    rows: int,
+) -> None:
+    # rows=1 is the all-selected path (N = 1); rows=4 gathers the one selected row.
+    net = _warm_one_pixel_net()
+    before = copy.deepcopy(net.state_dict())
+    evaluation = copy.deepcopy(net).eval()
+    x = torch.randn(rows, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    mask = torch.zeros(rows, dtype=torch.bool)
+    mask[rows // 2] = True
+
+    out = run_selected(net, x, mask, fill=-1.0)
+
+    assert out.shape == (rows, 5)
+    torch.testing.assert_close(out[mask], evaluation(x[mask].detach()))
+    assert bool((out[~mask] == -1).all())
+    for name, tensor in net.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
+    assert all(m.training for m in net.modules())
+
+    (out[mask] * torch.arange(1.0, 6.0, dtype=torch.float64)).sum().backward()
+    assert x.grad is not None
+    assert bool((x.grad[mask] != 0).any()) and bool((x.grad[~mask] == 0).all())
+    for name, parameter in net.named_parameters():
+        assert parameter.grad is not None and bool((parameter.grad != 0).any()), name
+
+
+def test_one_row_rule_restores_each_layers_own_flag() -> None:
+    net = _warm_one_pixel_net()
+    net.bn1d.eval()
+    net(torch.randn(2, 3, 3, 3, dtype=torch.float64))
+    before = copy.deepcopy(net.state_dict())
+    run_selected(net, torch.randn(3, 3, 3, 3, dtype=torch.float64), torch.tensor([0, 0, 1]))
+    assert [m.training for m in net.modules()] == [True, True, True, True, False]
+    for name, tensor in net.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
+
+
+def test_one_row_rule_restores_flags_when_the_module_raises() -> None:
+    class Failing(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bn = nn.BatchNorm1d(4)
+
+        def forward(self, x: Tensor) -> Tensor:
+            self.bn(x)
+            raise RuntimeError("boom")
+
+    net = Failing().train()
+    with pytest.raises(RuntimeError, match="boom"):
+        run_selected(net, torch.randn(2, 4), torch.tensor([True, False]))
+    assert net.training and net.bn.training
+
+
+def test_one_row_rule_leaves_batchnorm_without_running_statistics_in_training_mode() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, track_running_stats=False))
+    reference = copy.deepcopy(net)
+    x = torch.randn(3, 3, 6, 6)
+    mask = torch.tensor([False, True, False])
+    torch.testing.assert_close(run_selected(net, x, mask)[mask], reference(x[mask]))
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        run_selected(net, torch.randn(3, 3, 3, 3), mask)
+
+
+def test_route_segments_fine_tunes_two_videos_of_two_segments_with_batchnorm() -> None:
+    # The tiny-preset step that crashed: B = 2 videos × T = 2 segments, a modality that the
+    # policy kept on one segment only, backbones with BatchNorm in training mode.
+    torch.manual_seed(0)
+    modules = {"rgb": OnePixelNet().train(), "audio": OnePixelNet().train()}
+    inputs = {name: torch.randn(2, 2, 3, 3, 3) for name in modules}
+    decisions = torch.tensor([[[1.0, 0.0], [1.0, 1.0]], [[1.0, 0.0], [0.0, 0.0]]])
+    logits = route_segments(modules, inputs, decisions, ["rgb", "audio"])
+    assert logits.shape == (2, 2, 2, 5) and bool(logits.isfinite().all())
+    logits.sum().backward()
+    for module in modules.values():
+        assert all(p.grad is not None for p in module.parameters())
+    assert int(modules["audio"].bn2d.num_batches_tracked) == 0
+    assert int(modules["rgb"].bn2d.num_batches_tracked) == 1
 
 
 Pair = namedtuple("Pair", ["left", "right"])
@@ -377,7 +506,12 @@ class CollectiveNorm(nn.SyncBatchNorm):
     """SyncBatchNorm's contract on CPU: every training forward joins an all-reduce of the
     batch statistics (torch's SyncBatchNorm itself needs a GPU), with zero rows allowed."""
 
+    def __init__(self, num_features: int) -> None:
+        super().__init__(num_features)
+        self.seen_training: list[bool] = []
+
     def forward(self, x: Tensor) -> Tensor:
+        self.seen_training.append(self.training)
         stats = torch.stack([x.sum(0), (x * x).sum(0), x.new_full((x.shape[1],), x.shape[0])])
         dist.all_reduce(stats)
         mean = stats[0] / stats[2]
@@ -407,6 +541,11 @@ def _routed_step(rank: int, port: int) -> None:
         out = run_selected(net, torch.randn(3, 4), mask)
         assert out.shape == (3, 3)
         assert bool((out[~mask] == 0).all())
+        # One row per rank: the statistics are synchronised over both, so the layer keeps
+        # training mode (in eval mode it would skip the collective the other rank waits in).
+        net[1].seen_training.clear()
+        run_selected(net, torch.randn(3, 4), torch.tensor([False, True, False]))
+        assert net[1].seen_training == [True]
     finally:
         dist.destroy_process_group()
 

@@ -1,6 +1,9 @@
-"""Tests of adagate/streaming.py: one segment at a time gives what the batch path gives."""
+"""Tests of adagate/streaming.py: one segment, or one window of segments, at a time gives what
+the batch path gives."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -17,6 +20,7 @@ from adagate import (
     route_segments,
     stream_step,
 )
+from adagate.streaming import route_window, stream_window
 
 DTYPES = [torch.bool, torch.int64, torch.float32]
 
@@ -196,3 +200,101 @@ def test_stream_step_over_a_video_equals_policy_routing_and_fusion_in_one_batch(
     assert 0 < batch.decisions.mean() < 1
     torch.testing.assert_close(out.logits, expected, rtol=1e-5, atol=1e-6)
     assert out.state.fusion.segments == 7 and (out.state.policy is None) == (not recurrent)
+
+
+# ------------------------------------------------------------------- route_window, stream_window
+def lazy(
+    x: torch.Tensor, calls: list[list[int]] | None = None
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A window input built on demand: the rows of ``x`` (B, T, ...) at the flat positions asked."""
+
+    def build(segments: torch.Tensor) -> torch.Tensor:
+        if calls is not None:
+            calls.append(segments.tolist())
+        return x.flatten(0, 1)[segments]
+
+    return build
+
+
+@given(
+    decisions=st.lists(st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1,
+                                max_size=4), min_size=1, max_size=3),
+)  # fmt: skip
+def test_route_window_equals_route_segments_with_tensor_or_lazy_inputs(
+    decisions: list[list[tuple[bool, bool]]],
+) -> None:
+    segments = min(len(row) for row in decisions)
+    chosen = torch.tensor([row[:segments] for row in decisions], dtype=torch.float32)
+    batch, frames = chosen.shape[:2]
+    inputs = {"rgb": torch.randn(batch, frames, 6), "audio": torch.randn(batch, frames, 2)}
+    expected = route_segments(NETS, inputs, chosen, ["rgb", "audio"])
+    calls: list[list[int]] = []
+    built = {"rgb": lazy(inputs["rgb"], calls), "audio": inputs["audio"]}
+    out = route_window(NETS, built, chosen, ["rgb", "audio"], example_output=torch.zeros(1, 3))
+    torch.testing.assert_close(out, expected)
+    # One call, with the selected segments only, or none when nothing selected RGB.
+    selected_rgb = chosen[..., 0].flatten().nonzero().squeeze(1).tolist()
+    assert calls == ([selected_rgb] if selected_rgb else [])
+
+
+def test_route_window_runs_each_network_once_per_window() -> None:
+    calls: list[int] = []
+    nets = modules()
+    for net in nets.values():
+        net.register_forward_hook(lambda _, args, __: calls.append(len(args[0])))
+    decisions = torch.tensor([[[1, 1], [0, 1], [1, 1], [0, 0]]])
+    inputs = {"rgb": lazy(torch.randn(1, 4, 6)), "audio": lazy(torch.randn(1, 4, 2))}
+    route_window(nets, inputs, decisions, ["rgb", "audio"])
+    assert calls == [2, 3]
+
+
+def test_route_window_names_the_bad_argument() -> None:
+    decisions = torch.ones(1, 3, 2)
+    with pytest.raises(ValueError, match=r"decisions: expected \(B, T, M\) with M = 2"):
+        route_window(NETS, {"rgb": torch.randn(1, 3, 6)}, torch.ones(1, 3, 3), ["rgb", "audio"])
+    with pytest.raises(ValueError, match=r"inputs\['rgb'\]: expected \(B, T, ...\)"):
+        route_window(NETS, {"rgb": torch.randn(3, 6), "audio": torch.randn(1, 3, 2)},
+                     decisions, ["rgb", "audio"])  # fmt: skip
+    short = {"rgb": lambda segments: torch.randn(1, 6), "audio": torch.randn(1, 3, 2)}
+    with pytest.raises(ValueError, match=r"inputs\['rgb'\]: expected .* K = 3 .*got \(1, 6\)"):
+        route_window(NETS, short, decisions, ["rgb", "audio"])
+    nothing = {"rgb": lazy(torch.randn(1, 3, 6)), "audio": lazy(torch.randn(1, 3, 2))}
+    with pytest.raises(ValueError, match="example_output: expected an"):
+        route_window(NETS, nothing, torch.zeros(1, 3, 2), ["rgb", "audio"])
+    out = route_window(NETS, nothing, torch.zeros(1, 3, 2), ["rgb", "audio"], fill=-1.0,
+                       example_output=torch.zeros(1, 3))  # fmt: skip
+    assert torch.equal(out, torch.full((1, 3, 2, 3), -1.0))
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "sampled"])
+@pytest.mark.parametrize("recurrent", [True, False])
+def test_stream_window_over_windows_equals_the_batch_path_and_stream_step(
+    train: bool, recurrent: bool
+) -> None:
+    torch.manual_seed(1)
+    policy = MultiModalPolicy({"rgb": 5, "audio": 3}, hidden_size=8, mlp_sizes=(16,),
+                              recurrent=recurrent, initial_on_probability=0.5)  # fmt: skip
+    policy.train(train)
+    features = {"rgb": torch.randn(2, 9, 5), "audio": torch.randn(2, 9, 3)}
+    inputs = {"rgb": torch.randn(2, 9, 6), "audio": torch.randn(2, 9, 2)}
+    weights = torch.tensor([0.4, 0.6])
+    with torch.no_grad():
+        batch = policy(features, generator=torch.Generator().manual_seed(5))
+        routed = route_segments(NETS, inputs, batch.decisions, policy.modalities)
+        expected = masked_late_fusion(routed, batch.decisions, weights, normalize=True)
+        generator = torch.Generator().manual_seed(5)
+        state = None
+        for window in (slice(0, 4), slice(4, 5), slice(5, 9)):
+            out = stream_window(
+                policy, NETS, {k: v[:, window] for k, v in features.items()},
+                {"rgb": lazy(inputs["rgb"][:, window]), "audio": inputs["audio"][:, window]},
+                weights, state, normalize=True, generator=generator,
+                example_output=torch.zeros(1, 3),
+            )  # fmt: skip
+            assert torch.equal(out.decisions, batch.decisions[:, window])
+            torch.testing.assert_close(out.policy_logits, batch.logits[:, window])
+            torch.testing.assert_close(out.segment_logits, routed[:, window])
+            state = out.state
+    assert 0 < batch.decisions.mean() < 1
+    torch.testing.assert_close(out.logits, expected, rtol=1e-5, atol=1e-6)
+    assert out.state.fusion.segments == 9 and (out.state.policy is None) == (not recurrent)

@@ -190,6 +190,21 @@ class MobileNetV2(nn.Module):
             x = layer(x)
         return average_frames(x.mean(dim=(2, 3)), frames)
 
+    def forward_head(self, features: Tensor) -> Tensor:
+        """The classifier on pooled features: ``forward(x) == forward_head(forward_features(x))``.
+
+        Lets a caller that needs both the pooled features and the logits (a policy reading
+        the recogniser's features) run the network once.
+
+        Args:
+            features: ``(N, D)`` from :meth:`forward_features`.
+
+        Returns:
+            ``(N, num_classes)`` logits, or ``features`` itself when ``num_classes`` is ``None``.
+        """
+        out: Tensor = self.classifier(features)
+        return out
+
     def forward(self, x: Tensor) -> Tensor:
         """Classify inputs.
 
@@ -202,8 +217,7 @@ class MobileNetV2(nn.Module):
         Raises:
             ValueError: if ``x`` has the wrong number of dims or channels.
         """
-        out: Tensor = self.classifier(self.forward_features(x))
-        return out
+        return self.forward_head(self.forward_features(x))
 
 
 def mobilenet_v2(

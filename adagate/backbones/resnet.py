@@ -208,6 +208,21 @@ class TSNResNet(nn.Module):
             x = stage(x)
         return average_frames(self.avgpool(x).flatten(1), frames)
 
+    def forward_head(self, features: Tensor) -> Tensor:
+        """The classifier on pooled features: ``forward(x) == forward_head(forward_features(x))``.
+
+        Lets a caller that needs both the pooled features and the logits (a policy reading
+        the recogniser's features) run the network once.
+
+        Args:
+            features: ``(N, D)`` from :meth:`forward_features`.
+
+        Returns:
+            ``(N, num_classes)`` logits, or ``features`` itself when ``num_classes`` is ``None``.
+        """
+        out: Tensor = self.fc(features)
+        return out
+
     def forward(self, x: Tensor) -> Tensor:
         """Classify segments.
 
@@ -220,8 +235,7 @@ class TSNResNet(nn.Module):
         Raises:
             ValueError: if ``x`` has the wrong number of dims or channels.
         """
-        out: Tensor = self.fc(self.forward_features(x))
-        return out
+        return self.forward_head(self.forward_features(x))
 
 
 def tsn_resnet18(

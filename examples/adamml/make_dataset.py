@@ -21,8 +21,8 @@ Usage::
     python examples/adamml/make_dataset.py --out data/demo            # ~20 s on 2 cores
     python examples/adamml/make_dataset.py --out data/demo --classes 6 --train-per-class 10
 
-Writes ``videos/{train,val}/*.mp4``, ``train.txt``, ``val.txt`` (``path label``),
-``classes.txt`` and ``informative.json`` under ``--out``.
+Writes ``videos/{train,val,calib}/*.mp4``, ``train.txt``, ``val.txt``, ``calib.txt``
+(``path label``), ``classes.txt`` and ``informative.json`` under ``--out``.
 """
 
 from __future__ import annotations
@@ -32,12 +32,13 @@ import itertools
 import json
 import multiprocessing
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import av
 import numpy as np
+from data.lists import VideoRecord, write_classes, write_list
 
 # (shape, RGB colour, motion) per look.
 LOOKS = (
@@ -72,6 +73,8 @@ CLASS_TABLE = (
     (5, 4), (5, 5),                  # same look
 )  # fmt: skip
 VISUAL_STATES = ("on", "empty", "occluded")
+# Training trains, calibration chooses (checkpoints, operating points), validation reports.
+SPLITS = ("train", "val", "calib")
 AUDIO_STATES = ("on", "silent", "noise")
 
 
@@ -82,7 +85,9 @@ class DemoSpec:
     Attributes:
         classes: number of classes (a prefix of ``CLASS_TABLE``, 2-12).
         train_per_class: training clips per class.
-        val_per_class: validation clips per class.
+        val_per_class: validation clips per class (20 × 12 classes: one video is 0.42 points).
+        calib_per_class: calibration clips per class (held back to choose checkpoints and the
+            operating point).
         size: frame width and height (even).
         fps: frame rate.
         seconds: clip length.
@@ -95,7 +100,8 @@ class DemoSpec:
 
     classes: int = 12
     train_per_class: int = 24
-    val_per_class: int = 8
+    val_per_class: int = 20
+    calib_per_class: int = 12
     size: int = 96
     fps: int = 8
     seconds: float = 10.0
@@ -341,7 +347,7 @@ def _make_clip(job: tuple[DemoSpec, str, int, int, str]) -> tuple[str, dict[str,
     spec, split, index, label, out = job
     # One generator per clip, keyed by (seed, split, index): the output does not depend on
     # the number of worker processes.
-    rng = np.random.default_rng([spec.seed, split == "val", index])
+    rng = np.random.default_rng([spec.seed, SPLITS.index(split), index])
     look, sound = CLASS_TABLE[label]
     needed = needed_modalities(spec.classes)[label]
     visual, audio = draw_scene_states(rng, spec, needed)
@@ -376,13 +382,14 @@ def make_dataset(spec: DemoSpec, out: str | Path, workers: int = 2) -> dict[str,
         workers: processes that render and encode clips.
 
     Returns:
-        ``{"train": n, "val": m}``.
+        ``{"train": n, "val": m, "calib": k}``.
     """
     out = Path(out)
-    for split in ("train", "val"):
+    for split in SPLITS:
         (out / "videos" / split).mkdir(parents=True, exist_ok=True)
     jobs = []
-    for split, per_class in (("train", spec.train_per_class), ("val", spec.val_per_class)):
+    sizes = (spec.train_per_class, spec.val_per_class, spec.calib_per_class)
+    for split, per_class in zip(SPLITS, sizes, strict=True):
         for label in range(spec.classes):
             for k in range(per_class):
                 jobs.append((spec, split, label * per_class + k, label, str(out)))
@@ -393,10 +400,10 @@ def make_dataset(spec: DemoSpec, out: str | Path, workers: int = 2) -> dict[str,
         results = [_make_clip(job) for job in jobs]
     names = class_names(spec.classes)
     videos = dict(results)
-    for split in ("train", "val"):
-        lines = [f"{path} {videos[path]['label']}" for path in videos if f"/{split}/" in path]
-        (out / f"{split}.txt").write_text("\n".join(lines) + "\n")
-    (out / "classes.txt").write_text("\n".join(names) + "\n")
+    for split in SPLITS:
+        records = [VideoRecord(p, (v["label"],)) for p, v in videos.items() if f"/{split}/" in p]
+        write_list(out / f"{split}.txt", records)
+    write_classes(out / "classes.txt", names)
     sidecar = {
         "version": 1,
         "spec": asdict(spec),
@@ -409,7 +416,16 @@ def make_dataset(spec: DemoSpec, out: str | Path, workers: int = 2) -> dict[str,
         "videos": videos,
     }
     (out / "informative.json").write_text(json.dumps(sidecar, indent=1))
-    return {split: sum(f"/{split}/" in p for p in videos) for split in ("train", "val")}
+    return {split: sum(f"/{split}/" in p for p in videos) for split in SPLITS}
+
+
+
+def generate(root: Path, log: Callable[[str], None] = print) -> None:
+    """The default demo set into ``root`` (``train.py`` calls it when the set is missing)."""
+    began = time.perf_counter()
+    counts = make_dataset(DemoSpec(), root, workers=2)
+    log(f"generated the demo set ({', '.join(f'{n} {s}' for s, n in counts.items())} mp4 "
+        f"clips) in {root} in {time.perf_counter() - began:.0f} s")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -425,7 +441,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     start = time.perf_counter()
     counts = make_dataset(spec, out, workers)
     print(
-        f"wrote {counts['train']} train + {counts['val']} val clips ({spec.classes} classes) "
+        f"wrote {counts['train']} train + {counts['val']} val + {counts['calib']} calib clips "
+        f"({spec.classes} classes) "
         f"to {out} in {time.perf_counter() - start:.1f} s"
     )
 

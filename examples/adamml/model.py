@@ -2,9 +2,11 @@
 
 One segment of one video goes through (AdaMML §3.1, Figure 2):
 
-1. a cheap feature extractor per modality (a MobileNetV2 on the low-resolution policy input);
+1. a cheap feature extractor per modality (a MobileNetV2, or a plain ConvNet, on the
+   low-resolution policy input), or, for a *shared* modality, the pooled features of its own
+   recognition backbone, which then runs on every segment and is not run again;
 2. :class:`adagate.policy.MultiModalPolicy`, which decides which modalities to use;
-3. the recognition backbone of every selected modality, called through
+3. the recognition backbone of every other selected modality, called through
    :func:`adagate.routing.run_selected` so that a skipped segment costs nothing;
 4. :class:`adagate.fusion.MaskedLateFusion`, which averages the kept segment predictions.
 
@@ -16,13 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from modalities import MODALITIES, parse_modalities
 from torch import Tensor, nn
 
+from adagate.backbones.convnet import PlainConvNet
 from adagate.backbones.mobilenet import mobilenet_v2
 from adagate.backbones.resnet import (
     BasicBlock,
@@ -64,7 +67,7 @@ class Preset:
         audio_width: width multiplier of the audio MobileNetV2 recogniser.
         policy_width: width multiplier of the policy's MobileNetV2 feature extractors.
         policy_audio_pool: average-pool factor applied to the spectrogram before the policy's
-            audio extractor (1: the spectrogram as is).
+            own audio extractor (1: the spectrogram as is); unused when audio is shared.
         policy_mlp: widths of the policy's joint MLP (paper: two 2048-wide layers).
         policy_hidden: LSTM hidden size (paper: 256).
         lambdas: cost weight λ per modality in Eq. 4; modalities not listed get the ratio of
@@ -81,6 +84,16 @@ class Preset:
         lr: SGD learning rate of the recognisers (paper: 1e-3, momentum 0.9, wd 1e-4).
         pretrain_lr: SGD learning rate of the unimodal pre-training.
         policy_lr: Adam learning rate of the policy.
+        policy_extractor: the policy's own feature extractors: ``mobilenet_v2`` (AdaMML §4.1,
+            at ``policy_width``) or ``conv`` (:class:`adagate.backbones.PlainConvNet` with
+            ``policy_conv_widths``: the same or fewer MACs, several times less CPU time; see
+            ``benchmarks/bench_policy.py``).
+        policy_conv_widths: channels of the ``conv`` extractor's stride-2 layers.
+        shared_policy_features: modalities whose policy features are their recogniser's
+            pooled features (one pass gives features and logits), for a modality whose own
+            extractor would be the same network on the same input: the recogniser then runs
+            on every segment and its gate only decides whether its logits enter the fusion.
+            Only modalities whose policy reads the recognition input itself (audio) qualify.
     """
 
     name: str
@@ -103,6 +116,25 @@ class Preset:
     lr: float
     pretrain_lr: float
     policy_lr: float
+    policy_extractor: Literal["mobilenet_v2", "conv"] = "mobilenet_v2"
+    policy_conv_widths: tuple[int, ...] = (32, 64, 128, 256)
+    shared_policy_features: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.policy_extractor not in ("mobilenet_v2", "conv"):
+            raise ValueError(
+                "policy_extractor: expected 'mobilenet_v2' or 'conv', "
+                f"got {self.policy_extractor!r}"
+            )
+        shareable = [m for m, modality in MODALITIES.items() if modality.policy_source is None]
+        shared = list(self.shared_policy_features)
+        if len(set(shared)) != len(shared) or not set(shared) <= set(shareable):
+            # A visual modality's policy sees a smaller clip than its recogniser: not the same
+            # input, so its recogniser's features are not what the policy would compute.
+            raise ValueError(
+                f"shared_policy_features: expected distinct names from {shareable} (modalities "
+                f"whose policy reads the recognition input itself), got {shared}"
+            )
 
 
 PRESETS = {
@@ -127,6 +159,11 @@ PRESETS = {
         lr=1e-3,
         pretrain_lr=1e-2,
         policy_lr=1e-4,
+        policy_extractor="mobilenet_v2",
+        policy_conv_widths=(24, 48, 96, 192, 384),
+        # The policy's audio MobileNetV2 is the recogniser's network on the same spectrogram
+        # (AdaMML §4.1): read the recogniser's features instead of computing them twice.
+        shared_policy_features=("audio",),
     ),
     "demo": Preset(
         name="demo",
@@ -143,12 +180,18 @@ PRESETS = {
         tau_rate=0.8,
         pretrain_epochs=2,
         warmup_epochs=1,
-        joint_epochs=7,
-        finetune_epochs=1,
+        joint_epochs=10,
+        finetune_epochs=2,
         batch_size=8,
         lr=0.01,
         pretrain_lr=0.01,
-        policy_lr=2e-3,
+        policy_lr=5e-3,
+        policy_extractor="mobilenet_v2",
+        policy_conv_widths=(12, 24, 48, 96),
+        # Not the same network here (the policy's was a width-0.25 MobileNetV2 on a pooled
+        # spectrogram), but audio is selected on nearly every segment and the own extractor
+        # took 0.8x the audio recogniser's time on CPU: sharing is cheaper in wall time.
+        shared_policy_features=("audio",),
     ),
     # For tests and smoke runs: the demo models on 32² inputs, one epoch per stage.
     "tiny": Preset(
@@ -180,6 +223,8 @@ PRESETS = {
         lr=0.01,
         pretrain_lr=0.01,
         policy_lr=1e-3,
+        policy_extractor="mobilenet_v2",
+        policy_conv_widths=(8, 16, 32, 64),
     ),
 }
 
@@ -199,13 +244,37 @@ class AdaMMLOutput(NamedTuple):
     decisions: Tensor
 
 
-class _PolicyFeatures(nn.Module):
-    """A MobileNetV2 feature extractor for one modality's policy input, segment by segment."""
+class FeaturesAndLogits(NamedTuple):
+    """What the policy reads, and the logits computed on the way there.
 
-    def __init__(self, in_channels: int, width: float, pool: int) -> None:
+    Attributes:
+        features: ``{m: (B, T, D_m)}`` policy features in modality order.
+        logits: ``{m: (B, T, C)}`` segment logits of the shared modalities' recognisers, from
+            the same pass that gave their features.
+    """
+
+    features: dict[str, Tensor]
+    logits: dict[str, Tensor]
+
+
+class _PolicyFeatures(nn.Module):
+    """One modality's own policy feature extractor, segment by segment.
+
+    Args:
+        in_channels: channels of one frame of the policy input.
+        preset: ``policy_extractor`` picks a MobileNetV2 at ``policy_width`` or a
+            :class:`~adagate.backbones.PlainConvNet` with ``policy_conv_widths``.
+        pool: average-pool factor applied to the input first (1: none).
+    """
+
+    def __init__(self, in_channels: int, preset: Preset, pool: int) -> None:
         super().__init__()
         self.pool = pool
-        self.net = mobilenet_v2(in_channels, None, width_mult=width)
+        self.net: nn.Module = (
+            PlainConvNet(in_channels, preset.policy_conv_widths)
+            if preset.policy_extractor == "conv"
+            else mobilenet_v2(in_channels, None, width_mult=preset.policy_width)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         """``x: (N, F, C, H, W)`` or ``(N, C, H, W)`` → ``(N, D)``."""
@@ -231,6 +300,10 @@ class AdaMML(nn.Module):
 
     Raises:
         ValueError: for an unknown or repeated modality.
+
+    A modality in ``preset.shared_policy_features`` (:attr:`shared`) has no extractor of its
+    own in :attr:`policy_features`: the policy reads its recogniser's pooled features, and
+    :meth:`forward` reuses that pass's logits instead of running the recogniser again.
     """
 
     def __init__(
@@ -244,6 +317,7 @@ class AdaMML(nn.Module):
         modalities = parse_modalities(modalities)
         self.modalities = modalities
         self.num_classes = num_classes
+        self.shared = tuple(m for m in modalities if m in preset.shared_policy_features)
         self.recognisers = nn.ModuleDict(
             {m: recognition_backbone(m, num_classes, preset) for m in modalities}
         )
@@ -251,13 +325,17 @@ class AdaMML(nn.Module):
             {
                 m: _PolicyFeatures(
                     MODALITIES[MODALITIES[m].policy_source or m].channels,
-                    preset.policy_width,
+                    preset,
                     preset.policy_audio_pool if m == "audio" else 1,
                 )
                 for m in modalities
+                if m not in self.shared
             }
         )
-        dims = {m: int(f.net.num_features) for m, f in self.policy_features.items()}
+        own = {m: int(f.net.num_features) for m, f in self.policy_features.items()}
+        dims = {
+            m: own[m] if m in own else int(self.recognisers[m].num_features) for m in modalities
+        }
         self.policy = MultiModalPolicy(
             dims,
             hidden_size=preset.policy_hidden,
@@ -266,29 +344,77 @@ class AdaMML(nn.Module):
             tau=preset.tau_start,
         )
         self.fusion = MaskedLateFusion(modalities)
-        # Used only to pre-train the policy's extractors as unimodal classifiers (stage 0), in
-        # place of the ImageNet initialisation of the paper's MobileNetV2s; never at inference.
-        self.policy_heads = nn.ModuleDict(
-            {m: nn.Linear(d, num_classes) for m, d in dims.items()}
-        )
+        # Used only to pre-train the policy's own extractors as unimodal classifiers (stage 0),
+        # in place of the ImageNet initialisation of the paper's MobileNetV2s; never at
+        # inference.
+        self.policy_heads = nn.ModuleDict({m: nn.Linear(d, num_classes) for m, d in own.items()})
 
-    def decide(self, batch: Mapping[str, Tensor]) -> Tensor:
-        """Run the policy on a batch: ``(B, T, M)`` decisions (sampled in training).
+    def features_and_logits(self, batch: Mapping[str, Tensor]) -> FeaturesAndLogits:
+        """The policy's features of every segment, and the shared recognisers' logits.
+
+        All segments go through each network in one call. A shared modality's recogniser runs
+        once, split into its ``forward_features`` and ``forward_head``: the pooled features go
+        to the policy, detached (the policy reads them; its losses do not train the
+        recogniser), and the logits are returned for :meth:`recognise`.
+
+        Args:
+            batch: policy inputs ``{MODALITIES[m].policy_key: (B, T, ...)}`` (for a shared
+                modality that is its recognition input ``batch[m]``).
+
+        Returns:
+            :class:`FeaturesAndLogits`: features ``{m: (B, T, D_m)}`` in modality order, and
+            ``{m: (B, T, C)}`` logits for the shared modalities.
+        """
+        features, logits = {}, {}
+        for m in self.modalities:
+            x = batch[MODALITIES[m].policy_key]
+            rows, segments = x.flatten(0, 1), x.shape[:2]
+            if m in self.shared:
+                recogniser = self.recognisers[m]
+                pooled = recogniser.forward_features(rows)
+                logits[m] = recogniser.forward_head(pooled).unflatten(0, segments)
+                features[m] = pooled.detach().unflatten(0, segments)
+            else:
+                features[m] = self.policy_features[m](rows).unflatten(0, segments)
+        return FeaturesAndLogits(features, logits)
+
+    def features(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The policy's features of every segment, all segments in one call per extractor.
+
+        With shared modalities this runs their recognisers; :meth:`features_and_logits`
+        returns their logits as well, for :meth:`recognise` to reuse.
 
         Args:
             batch: policy inputs ``{MODALITIES[m].policy_key: (B, T, ...)}``.
 
         Returns:
-            ``(B, T, M)`` decisions in ``{0, 1}`` with straight-through gradients.
+            ``{m: (B, T, D_m)}`` in modality order.
         """
-        features = {}
-        for m, extractor in self.policy_features.items():
-            x = batch[MODALITIES[m].policy_key]
-            features[m] = extractor(x.flatten(0, 1)).unflatten(0, x.shape[:2])
-        decisions: Tensor = self.policy(features).decisions
+        return self.features_and_logits(batch).features
+
+    def decide(
+        self, batch: Mapping[str, Tensor], *, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Run the policy on a batch: ``(B, T, M)`` decisions (sampled in training).
+
+        Args:
+            batch: policy inputs ``{MODALITIES[m].policy_key: (B, T, ...)}``.
+            generator: draws the gates' noise in training (None: the global RNG).
+
+        Returns:
+            ``(B, T, M)`` decisions in ``{0, 1}`` with straight-through gradients; in ``eval()``
+            a modality is on where its on-logit exceeds the policy's threshold.
+        """
+        decisions: Tensor = self.policy(self.features(batch), generator=generator).decisions
         return decisions
 
-    def recognise(self, batch: Mapping[str, Tensor], decisions: Tensor, route: bool) -> Tensor:
+    def recognise(
+        self,
+        batch: Mapping[str, Tensor],
+        decisions: Tensor,
+        route: bool,
+        logits: Mapping[str, Tensor] | None = None,
+    ) -> Tensor:
         """Per-segment, per-modality logits.
 
         Args:
@@ -297,13 +423,18 @@ class AdaMML(nn.Module):
             route: skip unselected segments (evaluation, fine-tuning); otherwise every segment
                 is computed, so that the straight-through gradient of a skipped decision,
                 ``weight * logits``, is not zero (AdaMML §3.2; see ``run_selected``).
+            logits: ``{m: (B, T, C)}`` logits already computed for every segment (the shared
+                modalities', from :meth:`features_and_logits`): used instead of running those
+                recognisers, and routed by the same rule (zero where skipped). Without them
+                every recogniser, shared or not, runs on its selected segments.
 
         Returns:
             ``(B, T, M, C)`` logits, zero at skipped segments when routed.
         """
-        return route_segments(
-            self.recognisers, batch, decisions, list(self.recognisers), route=route
-        )
+        logits = {} if logits is None else logits
+        modules = {m: _ALREADY_COMPUTED if m in logits else r for m, r in self.recognisers.items()}
+        inputs = {m: logits[m] if m in logits else batch[m] for m in self.modalities}
+        return route_segments(modules, inputs, decisions, self.modalities, route=route)
 
     def unimodal(self, batch: Mapping[str, Tensor]) -> Tensor:
         """Video logits of every network alone, for unimodal pre-training (stage 0).
@@ -312,8 +443,9 @@ class AdaMML(nn.Module):
             batch: ``{m: (B, T, ...)}`` recognition and policy inputs.
 
         Returns:
-            ``(B, 2M, C)``: the TSN average (AdaMML §4.1) of each recogniser's segment logits,
-            then of each policy extractor's through its auxiliary head, in modality order.
+            ``(B, M + P, C)``: the TSN average (AdaMML §4.1) of each recogniser's segment
+            logits, then of each of the P own policy extractors' (:attr:`policy_features`; a
+            shared modality has none) through its auxiliary head, in modality order.
         """
         videos = []
         for m, recogniser in self.recognisers.items():
@@ -331,6 +463,7 @@ class AdaMML(nn.Module):
         decisions: Tensor | None = None,
         route: bool = False,
         unimodal: bool = False,
+        generator: torch.Generator | None = None,
     ) -> Any:
         """Classify a batch of videos.
 
@@ -340,16 +473,24 @@ class AdaMML(nn.Module):
                 let the policy decide.
             route: run each backbone on its selected segments only.
             unimodal: return :meth:`unimodal` instead (so that DDP sees pre-training too).
+            generator: the gates' noise when the policy decides in training.
 
         Returns:
-            :class:`AdaMMLOutput`, or the ``(B, 2M, C)`` tensor of :meth:`unimodal`.
+            :class:`AdaMMLOutput`, or the ``(B, M + P, C)`` tensor of :meth:`unimodal`.
         """
         if unimodal:
             return self.unimodal(batch)
+        computed: dict[str, Tensor] = {}
         if decisions is None:
-            decisions = self.decide(batch)
-        segment_logits = self.recognise(batch, decisions, route)
+            features, computed = self.features_and_logits(batch)
+            decisions = self.policy(features, generator=generator).decisions
+        segment_logits = self.recognise(batch, decisions, route, computed)
         return AdaMMLOutput(self.fusion(segment_logits, decisions), segment_logits, decisions)
+
+
+# Stands in for a recogniser whose logits are already computed, so that routing treats them
+# by the one rule (zero where skipped) without running anything.
+_ALREADY_COMPUTED = nn.Identity()
 
 
 def recognition_backbone(modality: str, num_classes: int, preset: Preset) -> nn.Module:
@@ -420,22 +561,19 @@ def measure_costs(model: AdaMML, batch: Mapping[str, Tensor]) -> ModalityCosts:
         batch: inputs ``{m: (B, T, ...)}``; only the first segment of the first video is used.
 
     Returns:
-        :class:`adagate.flops.ModalityCosts`: per-modality recognition MACs, and the policy's
-        (feature extractors + MLP/LSTM + heads) MACs per segment.
+        :class:`adagate.flops.ModalityCosts`: per-modality recognition MACs; the policy's own
+        MACs per segment (its own feature extractors + MLP/LSTM + heads); and as ``shared``
+        the modalities whose recogniser the policy reads, paid on every segment.
     """
     one = {key: value[:1, :1] for key, value in batch.items() if isinstance(value, Tensor)}
+    like = one[model.modalities[0]]
+    features = {m: like.new_zeros(1, 1, d) for m, d in model.policy.feature_dims.items()}
+    extractors = {f"{m} features": f for m, f in model.policy_features.items()}
+    inputs = {f"{m} features": one[MODALITIES[m].policy_key][0] for m in model.policy_features}
     return ModalityCosts.measure(
         dict(model.recognisers.items()),
-        {m: one[m].flatten(0, 1) for m in model.modalities},
-        policy={"policy": _PolicyOnly(model)},
-        policy_inputs={"policy": one},
+        {m: one[m][0] for m in model.modalities},
+        policy={**extractors, "policy": model.policy},
+        policy_inputs={**inputs, "policy": features},
+        shared=model.shared,
     )
-
-
-class _PolicyOnly(nn.Module):
-    def __init__(self, model: AdaMML) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, batch: Mapping[str, Tensor]) -> Tensor:
-        return self.model.decide(batch)

@@ -3,18 +3,21 @@ GFLOPs against all-modality, and where the time went (decoding, policy, recognit
 
     python examples/adamml/predict.py VIDEO [VIDEO ...] --run examples/adamml/runs/demo
 
-VIDEO is a video file (anything PyAV opens) or a frame folder in ``prepare.py``'s layout
-(``00001.jpg`` ..., ``audio.wav``, ``meta.json``). Segments are sampled as in evaluation
-(T = the run's ``test_segments``, centred TSN segments) and processed one at a time: decode
-what the policy needs, decide with ``MultiModalPolicy.step``, decode the recognition inputs of
-the modalities it selected and nothing else, run them, fuse online
-(:mod:`adagate.streaming`). Memory does not grow with the video's length; with
-``--window-seconds`` each window of the video gets its own T segments and prediction.
-Decisions and logits are those of ``AdaMML.forward(batch, route=True)`` on the inputs
-``VideoDataset`` builds for the same video.
+VIDEO is a video file (anything PyAV opens), a frame folder in ``prepare.py``'s layout
+(``00001.jpg`` ..., ``audio.wav``, ``meta.json``), or a folder of video files, predicted one by
+one. Segments are sampled as in evaluation (T = the run's ``test_segments``, centred TSN
+segments over the video, or over each window with ``--window-seconds``), and a window is
+processed as evaluation processes a video: read through the dataset's read path
+(``data.sources``), the policy's inputs of its T segments built, their features computed in
+one call of each extractor and decided by the policy's LSTM (``AdaMML.decide``), then each
+recogniser run once, on the segments that selected it, with only their inputs built
+(``adagate.streaming.route_window``). Decisions and logits are those of
+``AdaMML.forward(batch, route=True)`` on the batch ``VideoDataset`` builds for the same video:
+the same read path and input builders give the same tensors. Memory grows with T, not with
+the video's length.
 
-Times: ``decode`` is decoding plus the input transforms, ``policy`` the policy's feature
-extractors and its step, ``recognition`` the routed backbones and the fusion. GFLOPs are MACs
+Times: ``decode`` is reading plus the input transforms, ``policy`` the policy's feature
+extractors and LSTM, ``recognition`` the routed backbones and the fusion. GFLOPs are MACs
 (1 GFLOP = 1e9 MACs), the policy included. A video that cannot be read is reported in one line
 and skipped; the exit status is 1 if any was, 2 for a bad flag or run directory.
 """
@@ -32,85 +35,64 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
-import av
-import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from adagate.flops import ModalityCosts, expected_gflops
 from adagate.inference import optimize_for_inference
-from adagate.policy import PolicyState
-from adagate.streaming import FusionState, online_late_fusion, route_segment
+from adagate.streaming import WindowInput, online_late_fusion, route_window
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import runs
 from data import (
-    INPUT_BUILDERS,
     BadVideoError,
-    DataConfig,
     Decoded,
     InputTransforms,
+    Source,
     SpatialParams,
-    VideoFrameReader,
-    audio_windows,
-    decode_audio,
-    downscaled_size,
-    frame_folder_audio,
-    frame_folder_fps,
-    frame_indices,
-    open_media,
+    open_source,
     parse_list_file,
-    probe_media,
     read_classes,
-    read_frame_folder,
-    segment_starts,
-    stacked_indices,
+    read_clip,
+    video_paths,
+    window_indices,
+    window_spans,
 )
-from modalities import MODALITIES
-from model import PRESETS, AdaMML, example_batch, measure_costs
+from modalities import MODALITIES, reads
+from model import AdaMML, example_batch, measure_costs
 
 TIMED_PARTS = ("decode", "policy", "recognition")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("videos", nargs="+", type=Path, metavar="VIDEO",
-                   help="video files or frame folders")  # fmt: skip
-    p.add_argument("--run", type=Path, required=True, help="run directory written by train.py")
-    p.add_argument("--checkpoint", type=Path,
-                   help="weights to use (default: the run's adamml.pt)")  # fmt: skip
-    p.add_argument("--json", type=Path, help="also write one JSON line per video to this file")
-    p.add_argument("--segments", type=int, help="T per video or window (default: the run's)")
-    p.add_argument(
-        "--window-seconds",
-        type=float,
-        help="predict each window of this length separately (default: whole video)",
-    )
-    p.add_argument(
-        "--stride-seconds",
-        type=float,
-        help="distance between window starts (default: --window-seconds)",
-    )
-    p.add_argument("--all-modalities", action="store_true",
-                   help="no policy: every modality on every segment (the run's allmod.pt when "
-                        "there is one), for comparison")  # fmt: skip
-    p.add_argument(
-        "--decode",
-        choices=("needed", "all"),
-        default="needed",
-        help="decode only what the policy asks for (default), or every input first",
-    )
-    p.add_argument("--no-optimize", dest="optimize", action="store_false",
-                   help="skip adagate.optimize_for_inference (BatchNorm folding, layout per "
-                        "network), e.g. for outputs bit-equal to the trained model's")  # fmt: skip
-    p.add_argument("--top", type=int, default=5, help="classes to show per video")
-    p.add_argument("--device", default="cpu")
+    a = p.add_argument
+    # fmt: off
+    a("videos", nargs="+", type=Path, metavar="VIDEO",
+      help="video files, frame folders, or folders of video files")
+    a("--run", type=Path, required=True, help="run directory written by train.py")
+    a("--checkpoint", type=Path, help="weights to use (default: the run's adamml.pt)")
+    a("--json", type=Path, help="also write one JSON line per video to this file")
+    a("--segments", type=int, help="T per video or window (default: the run's)")
+    a("--window-seconds", type=float,
+      help="predict each window of this length separately (default: whole video)")
+    a("--stride-seconds", type=float,
+      help="distance between window starts (default: --window-seconds)")
+    a("--all-modalities", action="store_true",
+      help="no policy: every modality on every segment (the run's allmod.pt when there is "
+           "one), for comparison")
+    a("--no-optimize", dest="optimize", action="store_false",
+      help="skip adagate.optimize_for_inference (BatchNorm folding, layout per network), e.g. "
+           "for outputs bit-equal to the trained model's")
+    a("--top", type=int, default=5, help="classes to show per video")
+    a("--device", default="cpu")
+    # fmt: on
     args = p.parse_args(argv)
     for flag in ("segments", "top"):
         value = getattr(args, flag)
@@ -143,39 +125,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     config, model, classes = args.model
     predictor = Predictor(
-        model, config, classes, args.device, decode=args.decode,
-        all_modalities=args.all_modalities, segments=args.segments, top=args.top,
-        optimize=args.optimize,
+        model, config, classes, args.device, all_modalities=args.all_modalities,
+        segments=args.segments, top=args.top, optimize=args.optimize,
     )  # fmt: skip
-    failed = 0
+    videos = video_paths(args.videos)
+    done = failed = 0
     out = args.json.open("w") if args.json else None
     try:
-        videos = tqdm(args.videos, desc="predict", unit="video", leave=False,
-                      disable=len(args.videos) < 2, dynamic_ncols=True)  # fmt: skip
-        for video in videos:
-            try:
-                result = predictor.predict(video, args.window_seconds, args.stride_seconds)
-            except BadVideoError as error:
-                failed += 1
-                tqdm.write(f"{video}: skipped: {reason(error, video)}", file=sys.stderr)
-                write_json(out, {"video": str(video), "error": reason(error, video)})
-                continue
-            for issue in result["issues"]:
-                tqdm.write(f"{video}: {issue}", file=sys.stderr)
-            tqdm.write(format_result(result))
-            write_json(out, result)
+        for video in tqdm(videos, desc="predict", unit="video", leave=False,
+                          disable=len(videos) < 2, dynamic_ncols=True):  # fmt: skip
+            failed += not predict_one(predictor, video, args.window_seconds,
+                                      args.stride_seconds, out)  # fmt: skip
+            done += 1
+    except KeyboardInterrupt:
+        print(f"predict: interrupted at {videos[done]} ({done + 1} of {len(videos)}); to go on, "
+              "pass it and the videos after it", file=sys.stderr)  # fmt: skip
+        return 130
     finally:
         if out is not None:
             out.close()
     if failed:
-        print(f"predict: {failed} of {len(args.videos)} videos could not be read",
-              file=sys.stderr)  # fmt: skip
+        print(f"predict: {failed} of {len(videos)} videos could not be read", file=sys.stderr)
     return 1 if failed else 0
 
 
-# ------------------------------------------------------------------------------------------
-# The run
-# ------------------------------------------------------------------------------------------
+def predict_one(
+    predictor: Predictor, video: Path, window_seconds: float | None,
+    stride_seconds: float | None, out: TextIO | None,
+) -> bool:  # fmt: skip
+    """Predict one video and print (and write) its result, or its one-line error; whether it
+    could be read."""
+    try:
+        result = predictor.predict(video, window_seconds, stride_seconds)
+    except BadVideoError as error:
+        tqdm.write(f"{video}: skipped: {reason(error, video)}", file=sys.stderr)
+        write_json(out, {"video": str(video), "error": reason(error, video)})
+        return False
+    for issue in result["issues"]:
+        tqdm.write(f"{video}: {issue}", file=sys.stderr)
+    tqdm.write(format_result(result))
+    write_json(out, result)
+    return True
+
+
 def load_run(
     run: Path, checkpoint: Path | None, all_modalities: bool = False
 ) -> tuple[runs.RunConfig, AdaMML, list[str]]:
@@ -206,9 +198,8 @@ def load_run(
     except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"--checkpoint: cannot read {checkpoint}: {first}") from None
-    # The no-LSTM baseline (nolstm.pt) has no recurrent weights.
-    recurrent = any(key.startswith("policy.lstm.") for key in state)
-    model = AdaMML(config.modalities, len(classes), PRESETS[config.preset], recurrent=recurrent)
+    # The run's one rule (runs.new_model): nolstm.pt is the policy without its LSTM.
+    model = runs.new_model(config, checkpoint.stem, len(classes))
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
@@ -219,265 +210,9 @@ def load_run(
     return config, model.eval(), classes
 
 
-# ------------------------------------------------------------------------------------------
-# Sources: a video file or a frame folder, read segment by segment
-# ------------------------------------------------------------------------------------------
-class VideoFileSource:
-    """A video file: frames through a :class:`data.VideoFrameReader`, audio through a second
-    container (a seek for an audio window would move the video reader's demuxer)."""
-
-    def __init__(self, path: Path, config: DataConfig, needs_audio: bool) -> None:
-        self.name = str(path)
-        self.container = _open_video(path)
-        self.audio: av.container.InputContainer | None = None
-        try:
-            info = probe_media(self.container)
-            short_side = config.resize_range[1]
-            self.reader = VideoFrameReader(self.container, short_side=short_side)
-            if needs_audio and info.audio_rate is not None:
-                self.audio = _open_video(path)
-        except BaseException:
-            self.close()
-            raise
-        self.num_frames, self.fps, self.duration = info.num_frames, info.fps, info.duration
-        self.first_frame = 0
-        width, height = downscaled_size(info.width, info.height, short_side)
-        self.height, self.width = height, width
-        self.sample_rate = config.sample_rate
-        self._frames: dict[int, av.VideoFrame] = {}
-
-    @property
-    def has_audio(self) -> bool:
-        return self.audio is not None
-
-    def prepare(self, indices: Sequence[int]) -> None:
-        """Decode (not convert) every frame a segment may use: h264 decodes them all anyway to
-        reach the last one, and converting only the used ones is what saves time."""
-        self._frames = self.reader.read(indices)
-
-    def rgb(self, index: int) -> np.ndarray:
-        return self.reader.to_rgb(self._frames[index])
-
-    def flow(self, indices: Sequence[int]) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
-        raise BadVideoError(f"{self.name}: flow needs the frame-folder layout (prepare.py)")
-
-    def waveform(self, window: tuple[float, float]) -> np.ndarray:
-        assert self.audio is not None
-        return decode_audio(self.audio, [window], self.sample_rate)[0]
-
-    def close(self) -> None:
-        self.container.close()
-        if self.audio is not None:
-            self.audio.close()
-
-
-class FrameFolderSource:
-    """A frame folder in ``prepare.py``'s layout; each image is read when first used."""
-
-    def __init__(self, folder: Path, config: DataConfig, needs_audio: bool) -> None:
-        self.name = str(folder)
-        numbers = sorted(int(p.stem) for p in folder.glob("[0-9]*.jpg") if p.stem.isdigit())
-        if not numbers:
-            raise BadVideoError(f"{folder}: expected a frame folder with 00001.jpg, ..., got none")
-        self.first_frame = numbers[0]
-        self.num_frames = numbers[-1] - numbers[0] + 1
-        self.fps = frame_folder_fps(folder, config.frame_folder_fps)
-        self.duration = self.num_frames / self.fps
-        self.folder = folder
-        first = read_frame_folder(folder, [self.first_frame])[self.first_frame]
-        self.height, self.width = first.shape[:2]
-        audio = frame_folder_audio(folder)
-        self.audio = open_media(audio) if needs_audio and audio is not None else None
-        self.sample_rate = config.sample_rate
-
-    @property
-    def has_audio(self) -> bool:
-        return self.audio is not None
-
-    def prepare(self, indices: Sequence[int]) -> None:
-        """Nothing to do ahead: each JPEG is decoded on its own."""
-
-    def rgb(self, index: int) -> np.ndarray:
-        return read_frame_folder(self.folder, [index])[index]
-
-    def flow(self, indices: Sequence[int]) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
-        x, y = (read_frame_folder(self.folder, indices, f"{axis}_{{:05d}}.jpg", gray=True)
-                for axis in ("x", "y"))  # fmt: skip
-        return x, y
-
-    def waveform(self, window: tuple[float, float]) -> np.ndarray:
-        assert self.audio is not None
-        return decode_audio(self.audio, [window], self.sample_rate)[0]
-
-    def close(self) -> None:
-        if self.audio is not None:
-            self.audio.close()
-
-
-Source = VideoFileSource | FrameFolderSource
-
-
-def _open_video(path: Path) -> av.container.InputContainer:
-    try:
-        return av.open(str(path))
-    except av.FFmpegError as error:
-        raise BadVideoError(
-            f"{path}: not a video FFmpeg can read ({error.strerror or error})"
-        ) from None
-
-
-def open_source(path: Path, config: DataConfig, needs_audio: bool) -> Source:
-    """A :class:`VideoFileSource` or, for a directory, a :class:`FrameFolderSource`.
-
-    Raises:
-        BadVideoError: a missing path or one that is not a readable video.
-    """
-    if path.is_dir():
-        return FrameFolderSource(path, config, needs_audio)
-    if not path.exists():
-        raise BadVideoError(f"{path}: no such file or directory")
-    return VideoFileSource(path, config, needs_audio)
-
-
-# ------------------------------------------------------------------------------------------
-# One segment's inputs, built when first asked for
-# ------------------------------------------------------------------------------------------
-@dataclass
-class InputPlan:
-    """What one segment needs, fixed per run: sizes, transforms, the policy's rows."""
-
-    config: DataConfig
-    modalities: tuple[str, ...]
-    transforms: InputTransforms
-    # RGB frames stacked per sampled frame and flow images, as VideoDataset reads them.
-    rgb_stack: int
-    flow_stack: int
-    # Rows of the F sampled frames the policy input keeps (transforms.policy_input's choice).
-    policy_rows: list[int]
-    # Some input is read from frames (not audio alone).
-    visual: bool
-
-    @classmethod
-    def from_config(cls, config: DataConfig) -> InputPlan:
-        inputs = [MODALITIES[m] for m in dict.fromkeys(config.modalities + config.policy_sources)]
-        rows = torch.linspace(0, config.frames_per_segment - 1, config.policy_frames)
-        return cls(
-            config=config,
-            modalities=tuple(config.modalities),
-            transforms=InputTransforms.from_config(config),
-            rgb_stack=1 + max(m.frames_after for m in inputs if not m.frame_folder_only),
-            flow_stack=max((m.stack for m in inputs if m.frame_folder_only), default=0),
-            policy_rows=rows.round().long().tolist(),
-            visual=any(m.visual for m in inputs),
-        )
-
-
-class Segment:
-    """The inputs of one segment, each built on first use and kept.
-
-    Visual inputs are built row by row (one row per sampled frame) from the frames of those
-    rows only, so the policy's rows are decoded first and the other rows only when a visual
-    modality is selected. Every transform works frame by frame, so the rows put together are
-    the tensors ``VideoDataset`` builds for the whole segment.
-
-    Args:
-        source: the open video.
-        indices: ``(F,)`` the segment's sampled frames (0-based).
-        plan: sizes and transforms.
-        params: the (test-time, centred) spatial crop of this video.
-        stopwatch: where the time spent here is counted, as ``decode``.
-    """
-
-    def __init__(
-        self, source: Source, indices: Tensor, plan: InputPlan, params: SpatialParams,
-        stopwatch: Stopwatch,
-    ) -> None:  # fmt: skip
-        self.source, self.plan, self.params, self.stopwatch = source, plan, params, stopwatch
-        self.indices = indices
-        self.stack = stacked_indices(indices[None], plan.rgb_stack, source.num_frames)[0]
-        self._rows: dict[str, dict[int, Tensor]] = {}
-        self._rgb: dict[int, np.ndarray] = {}
-        self._audio: Tensor | None = None
-        if plan.visual:
-            with stopwatch("decode"):
-                source.prepare((self.stack + source.first_frame).reshape(-1).tolist())
-
-    def policy_input(self, modality: str) -> Tensor:
-        """``(1, ...)``: what the policy's extractor for ``modality`` reads."""
-        source = MODALITIES[modality].policy_source
-        if source is None:
-            return self.recognition_input(modality)
-        with self.stopwatch("decode"):
-            rows = self._build(source, self.plan.policy_rows)
-            return self.plan.transforms.policy(rows)
-
-    def recognition_input(self, modality: str) -> Tensor:
-        """``(1, ...)``: the recognition input of ``modality``."""
-        with self.stopwatch("decode"):
-            if not MODALITIES[modality].visual:
-                if self._audio is None:
-                    self._audio = INPUT_BUILDERS[modality](
-                        self._decoded(modality, []), self.plan.transforms, self.params
-                    )
-                return self._audio
-            return self._build(modality, range(len(self.indices)))
-
-    def _build(self, modality: str, rows: Sequence[int]) -> Tensor:
-        """``(1, len(rows), C, S, S)`` rows of a visual input; missing rows are built once."""
-        built = self._rows.setdefault(modality, {})
-        missing = [r for r in rows if r not in built]
-        if missing:
-            new = INPUT_BUILDERS[modality](
-                self._decoded(modality, missing), self.plan.transforms, self.params
-            )
-            built.update({r: new[:, i] for i, r in enumerate(missing)})
-        return torch.stack([built[r] for r in rows], dim=1)
-
-    def _decoded(self, modality: str, rows: Sequence[int]) -> Decoded:
-        """A one-segment :class:`data.Decoded` of ``rows`` with what ``modality`` reads."""
-        source, plan = self.source, self.plan
-        spec = MODALITIES[modality]
-        indices = self.indices[list(rows)][None]
-        # Each builder reads one field; the others stay empty rather than decoded for nothing.
-        decoded = Decoded(indices, source.fps, torch.empty(0, dtype=torch.uint8))
-        if not spec.visual:
-            window = audio_windows(self.indices[None], source.fps, plan.config.audio_seconds)[0]
-            if source.has_audio:
-                decoded.audio = [source.waveform(window)]
-            else:
-                decoded.audio = [np.zeros(round(window[1] * plan.config.sample_rate), np.float32)]
-        elif spec.frame_folder_only:
-            flow = stacked_indices(indices, plan.flow_stack, max(source.num_frames - 1, 1))
-            flow = flow + source.first_frame
-            x, y = source.flow(flow.reshape(-1).tolist())
-            decoded.flow_x, decoded.flow_y = (_stack(f, flow) for f in (x, y))
-        else:
-            # RGB reads the sampled frame, RGBDiff the frames after it too.
-            frames = self.stack[list(rows), : 1 + spec.frames_after] + source.first_frame
-            decoded.frames = _stack(
-                {int(i): self._rgb_frame(int(i)) for i in frames.reshape(-1)}, frames[None]
-            )
-        return decoded
-
-    def _rgb_frame(self, index: int) -> np.ndarray:
-        if index not in self._rgb:
-            self._rgb[index] = self.source.rgb(index)
-        return self._rgb[index]
-
-
-def _stack(frames: Mapping[int, np.ndarray], indices: Tensor) -> Tensor:
-    """``indices``-shaped tensor of the frames, as ``VideoDataset`` lays them out."""
-    picked = np.stack([frames[int(i)] for i in indices.reshape(-1)])
-    return torch.from_numpy(picked).reshape(*indices.shape, *picked.shape[1:])
-
-
-# ------------------------------------------------------------------------------------------
-# Timing
-# ------------------------------------------------------------------------------------------
 class Stopwatch:
-    """Seconds per part; entering a part inside another pauses the outer one, so decoding
-    that routing asks for counts as decoding, not recognition. CUDA work is synchronised at
-    every switch so that each part is charged its own kernels.
+    """Seconds per part of :data:`TIMED_PARTS`; a part entered inside another pauses the outer
+    one, so inputs that routing builds count as decoding. CUDA is synchronised at every switch.
 
     Args:
         device: where the model runs.
@@ -512,19 +247,6 @@ class Stopwatch:
             now = self._now()
             self.seconds[self._open.pop()] += now - self._since
             self._since = now
-
-
-# ------------------------------------------------------------------------------------------
-# Prediction
-# ------------------------------------------------------------------------------------------
-@dataclass
-class _Stream:
-    """What is carried from segment to segment of one window (or of the whole video)."""
-
-    policy: PolicyState | None = None
-    fusion: FusionState | None = None
-    logits: Tensor | None = None
-    decisions: list[Tensor] = field(default_factory=list)
 
 
 @dataclass
@@ -574,50 +296,47 @@ class VideoPrediction:
 
 
 class Predictor:
-    """A trained AdaMML applied to one video at a time, segment by segment.
+    """A trained AdaMML applied to one video at a time, a window of T segments at a time.
 
     Args:
         model: the trained model (moved to ``device``, put in eval mode).
         config: the run's configuration.
         classes: class names.
         device: where the model runs; decoding is on the CPU.
-        decode: ``needed``: each segment's recognition inputs are decoded only for the
-            modalities the policy selected; ``all``: every input is decoded before the policy
-            runs (the batch path's order, for comparison).
         all_modalities: no policy: every modality on every segment.
         segments: T per video or window (default: the run's ``test_segments``).
         top: classes listed per video and window by :meth:`predict`.
         costs: the model's per-segment MACs, when already measured (``model.measure_costs``).
         optimize: run the networks through ``adagate.optimize_for_inference`` (BatchNorm
-            folded, memory layout timed per network on one segment, the size streaming calls
-            them with); outputs then differ from the model's within 1e-4 of their scale.
+            folded, memory layout timed per network on a window of T segments); outputs then
+            differ from the model's within 1e-4 of their scale.
         clock: what ``seconds`` are measured with (see :class:`Stopwatch`).
     """
 
     def __init__(
         self, model: AdaMML, config: runs.RunConfig, classes: Sequence[str],
-        device: torch.device, *, decode: str = "needed", all_modalities: bool = False,
-        segments: int | None = None, top: int = 5, costs: ModalityCosts | None = None,
-        optimize: bool = False, clock: Callable[[], float] = time.perf_counter,
+        device: torch.device, *, all_modalities: bool = False, segments: int | None = None,
+        top: int = 5, costs: ModalityCosts | None = None, optimize: bool = False,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:  # fmt: skip
-        if decode not in ("needed", "all"):
-            raise ValueError(f"decode: expected 'needed' or 'all', got {decode!r}")
         self.device = device
         model = model.to(device, memory_format=torch.channels_last).eval()
         if costs is None:
             costs = measure_costs(model, example_batch(config.data, model.modalities))
         self.costs = costs
+        self.segments = segments or config.data.test_segments
         if optimize:
-            example = example_batch(config.data, model.modalities, segments=1)
+            example = example_batch(config.data, model.modalities, segments=self.segments)
             model = optimize_for_inference(model, ({k: v.to(device) for k, v in example.items()},))
         self.model = model
         self.modalities = model.modalities
         self.classes = list(classes)
         self.data = config.data
-        self.segments = segments or config.data.test_segments
-        self.plan = InputPlan.from_config(config.data)
-        self.decode = decode
+        self.transforms = InputTransforms.from_config(config.data)
         self.all_modalities = all_modalities
+        # All-modality reads what recognition reads; AdaMML also what the policy sees.
+        sources = () if all_modalities else config.data.policy_sources
+        self.reads = reads(config.data.modalities + sources)
         self.top = top
         self.clock = clock
         self.multi_label = _multi_label(config, self.classes)
@@ -626,7 +345,7 @@ class Predictor:
     def run(
         self, path: Path, window_seconds: float | None = None, stride_seconds: float | None = None
     ) -> VideoPrediction:
-        """Predict one video (file or frame folder), segment by segment.
+        """Predict one video (file or frame folder), window by window.
 
         Args:
             path: the video.
@@ -642,46 +361,96 @@ class Predictor:
         """
         stopwatch = Stopwatch(self.device, self.clock)
         began = self.clock()
-        if self.plan.flow_stack and not Path(path).is_dir():
-            raise BadVideoError(f"{path}: flow needs the frame-folder layout (prepare.py --flow)")
         with stopwatch("decode"):
-            source = open_source(Path(path), self.data, "audio" in self.modalities)
-        issues: list[str] = []
-        if "audio" in self.modalities and not source.has_audio:
+            source = open_source(path, self.data)
+        issues = []
+        if self.reads.audio and not source.has_audio:
             issues.append("no audio track: its audio is silence, as in evaluation")
         if source.num_frames < self.data.span:
             issues.append(f"shorter than one segment ({source.num_frames} frames < "
                           f"{self.data.span}): frames loop, as in evaluation")  # fmt: skip
-        video, results = _Stream(), []
+        results, fusion, decisions = [], None, []
         try:
-            params = self.plan.transforms.spatial(source.height, source.width, train=False)
             with torch.inference_mode():
-                for first, count in windows(
-                    source.num_frames, source.fps, window_seconds, stride_seconds
-                ):
-                    window = _Stream()
-                    for indices in window_indices(first, count, self.segments, self.data):
-                        segment = Segment(source, indices, self.plan, params, stopwatch)
-                        self._step(segment, window, video, stopwatch)
-                    assert window.logits is not None
-                    decisions = torch.cat(window.decisions).cpu()
-                    results.append(
-                        WindowPrediction(first, count, window.logits[0].cpu(), decisions)
-                    )
-        except av.FFmpegError as error:
-            raise BadVideoError(f"{path}: decoding failed: {error}") from error
+                spans = window_spans(source.num_frames, source.fps, window_seconds, stride_seconds)
+                for first, count in spans:
+                    indices = window_indices(
+                        first, count, self.segments, self.data.span,
+                        self.data.frames_per_segment, self.data.frame_stride,
+                    )  # fmt: skip
+                    window, used, segment_logits = self._window(source, indices, stopwatch)
+                    results.append(WindowPrediction(first, count, window, used))
+                    decisions.append(used)
+                    with stopwatch("recognition"):
+                        for t in range(len(used)):  # the video's fusion, segment by segment
+                            logits, fusion = online_late_fusion(
+                                segment_logits[t][None], used[t][None].to(self.device),
+                                self.model.fusion.weights, fusion, self.model.fusion.normalize,
+                            )  # fmt: skip
         finally:
             source.close()
-        assert video.logits is not None
-        decisions = torch.stack(video.decisions, dim=1)
-        used = _gflops(decisions, self.costs, self.modalities, policy=not self.all_modalities)
-        everything = _gflops(torch.ones_like(decisions), self.costs, self.modalities, False)
+        everything = torch.cat(decisions)[None]
+        costs = ModalityCosts(self.costs.recognition)
         return VideoPrediction(
-            video=str(path), duration=source.duration, fps=source.fps,
-            logits=video.logits[0].cpu(), windows=results, gflops=used,
-            gflops_all_modalities=everything,
+            video=str(path), duration=source.duration, fps=source.fps, logits=logits[0].cpu(),
+            windows=results, gflops=_gflops(everything, costs if self.all_modalities else
+                                            self.costs, self.modalities),
+            gflops_all_modalities=_gflops(torch.ones_like(everything), costs, self.modalities),
             seconds=dict(stopwatch.seconds, total=self.clock() - began), issues=issues,
         )  # fmt: skip
+
+    def _window(
+        self, source: Source, indices: Tensor, stopwatch: Stopwatch
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Read, decide and route one window of T segments.
+
+        Returns:
+            ``(C,)`` the window's logits and ``(T, M)`` its decisions (on the CPU), and
+            ``(T, M, C)`` its segment logits.
+        """
+        model, transforms = self.model, self.transforms
+        policy_inputs: dict[str, Tensor] = {}
+        inputs: dict[str, WindowInput] = {}
+        with stopwatch("decode"):
+            decoded = read_clip(source, indices, self.reads, self.data.audio_seconds)
+            params = transforms.spatial(decoded.height, decoded.width, train=False)
+            for m in () if self.all_modalities else self.modalities:
+                key, source_name = MODALITIES[m].policy_key, MODALITIES[m].policy_source
+                if source_name is None:
+                    # The policy reads the recognition input itself: build it once, for both.
+                    built = transforms.recognition_input(m, decoded, params)[None]
+                    policy_inputs[key] = inputs[m] = built.to(self.device)
+                elif key not in policy_inputs:
+                    view = transforms.policy_input(source_name, decoded, params)[None]
+                    policy_inputs[key] = view.to(self.device)
+        modules: dict[str, nn.Module] = dict(model.recognisers.items())
+        if self.all_modalities:
+            decisions = torch.ones(1, len(indices), len(self.modalities), device=self.device)
+        else:
+            with stopwatch("policy"):
+                features, computed = model.features_and_logits(policy_inputs)
+                decisions = model.policy(features).decisions
+            # A shared modality's recogniser gave its logits on every segment with its features:
+            # routed as they are (zero where skipped), as AdaMML.recognise routes them.
+            modules.update(dict.fromkeys(computed, nn.Identity()))
+            inputs.update(computed)
+        with stopwatch("recognition"):
+            for m in self.modalities:
+                inputs.setdefault(m, partial(self._inputs, m, decoded, params, stopwatch))
+            segment_logits = route_window(
+                modules, inputs, decisions, self.modalities, example_output=self.example_output
+            )
+            logits = model.fusion(segment_logits, decisions)
+        return logits[0].cpu(), decisions[0].cpu(), segment_logits[0]
+
+    def _inputs(
+        self, modality: str, decoded: Decoded, params: SpatialParams, stopwatch: Stopwatch,
+        segments: Tensor,
+    ) -> Tensor:  # fmt: skip
+        """``(K, ...)`` the recognition inputs of the selected ``segments`` only."""
+        with stopwatch("decode"):
+            chosen = decoded.select(segments=segments)
+            return self.transforms.recognition_input(modality, chosen, params).to(self.device)
 
     def predict(
         self, path: Path, window_seconds: float | None = None, stride_seconds: float | None = None
@@ -714,39 +483,6 @@ class Predictor:
             "issues": result.issues,
         }
 
-    def _step(
-        self, segment: Segment, window: _Stream, video: _Stream, stopwatch: Stopwatch
-    ) -> None:
-        """Decide, route and fuse one segment into the window's and the whole video's fusion."""
-        model = self.model
-        if self.decode == "all":
-            for m in self.modalities:
-                segment.recognition_input(m)
-        if self.all_modalities:
-            decisions = torch.ones(1, len(self.modalities), device=self.device)
-        else:
-            with stopwatch("policy"):
-                features = {}
-                for m, extractor in model.policy_features.items():
-                    features[m] = extractor(segment.policy_input(m).to(self.device))
-                decided = model.policy.step(features, window.policy)
-                window.policy, decisions = decided.state, decided.decisions
-        with stopwatch("recognition"):
-            inputs = {m: partial(self._recognition_input, segment, m) for m in self.modalities}
-            segment_logits = route_segment(
-                model.recognisers, inputs, decisions, self.modalities,
-                example_output=self.example_output,
-            )  # fmt: skip
-            weights, normalize = model.fusion.weights, model.fusion.normalize
-            for stream in (window, video):
-                stream.logits, stream.fusion = online_late_fusion(
-                    segment_logits, decisions, weights, stream.fusion, normalize
-                )
-                stream.decisions.append(decisions)
-
-    def _recognition_input(self, segment: Segment, modality: str) -> Tensor:
-        return segment.recognition_input(modality).to(self.device)
-
     def _top(self, logits: Tensor) -> list[dict[str, Any]]:
         scores = logits.float()
         probabilities = scores.sigmoid() if self.multi_label else scores.softmax(-1)
@@ -766,41 +502,10 @@ def _multi_label(config: runs.RunConfig, classes: Sequence[str]) -> bool:
     return any(len(r.labels) > 1 for r in records)
 
 
-def _gflops(
-    decisions: Tensor, costs: ModalityCosts, modalities: Sequence[str], policy: bool
-) -> float:
-    if not policy:
-        costs = ModalityCosts(costs.recognition)
+def _gflops(decisions: Tensor, costs: ModalityCosts, modalities: Sequence[str]) -> float:
     return float(expected_gflops(decisions.cpu(), costs, modalities)[0])
 
 
-def windows(
-    num_frames: int, fps: float, window_seconds: float | None, stride_seconds: float | None
-) -> list[tuple[int, int]]:
-    """``(first frame, frame count)`` of each window; one for the whole video by default.
-
-    Windows start every ``stride_seconds``; when they do not reach the end, a last window is
-    aligned with it, so every frame is in some window.
-    """
-    if window_seconds is None:
-        return [(0, num_frames)]
-    length = max(1, min(num_frames, round(window_seconds * fps)))
-    stride = max(1, round((stride_seconds or window_seconds) * fps))
-    starts = list(range(0, num_frames - length + 1, stride))
-    if starts[-1] + length < num_frames:
-        starts.append(num_frames - length)
-    return [(start, length) for start in starts]
-
-
-def window_indices(first: int, count: int, segments: int, config: DataConfig) -> Tensor:
-    """``(T, F)`` sampled frames of a window: centred TSN segments, as evaluation samples."""
-    starts = segment_starts(count, segments, config.span, train=False)
-    return frame_indices(starts, config.frames_per_segment, config.frame_stride, count) + first
-
-
-# ------------------------------------------------------------------------------------------
-# Output
-# ------------------------------------------------------------------------------------------
 def reason(error: BaseException, path: Path) -> str:
     """The error message without the path it starts with (the line already names the file)."""
     message = str(error)

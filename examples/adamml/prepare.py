@@ -31,6 +31,7 @@ from data import (
     FLOW_BOUND,
     VIDEO_SUFFIXES,
     BadVideoError,
+    VideoRecord,
     decode_all_frames,
     open_media,
     parse_list_file,
@@ -38,6 +39,7 @@ from data import (
     read_classes,
     resample_audio,
 )
+from data.lists import write_classes, write_list
 
 FLOW_MISSING = (
     "--flow needs TV-L1 optical flow from OpenCV's contrib module "
@@ -196,13 +198,13 @@ def prepare(
     out.mkdir(parents=True, exist_ok=True)
     if list_file is not None:
         records, _ = parse_list_file(list_file, classes)
-        videos = [(r.path, ",".join(map(str, r.labels))) for r in records]
+        videos = [(r.path, r.labels) for r in records]
         target = out / Path(list_file).name
     else:
         found = find_videos(data_root)
         names = sorted({name for _, name in found})
-        (out / "classes.txt").write_text("\n".join(names) + "\n")
-        videos = [(path, str(names.index(name))) for path, name in found]
+        write_classes(out / "classes.txt", names)
+        videos = [(path, (names.index(name),)) for path, name in found]
         target = out / "list.txt"
     jobs = [
         (data_root / path, out / Path(path).with_suffix(""), short_side, flow, sample_rate)
@@ -213,13 +215,14 @@ def prepare(
             results = pool.map(_job, jobs)
     else:
         results = [_job(job) for job in jobs]
-    lines, errors = [], []
-    for (path, label), (frames, error) in zip(videos, results, strict=True):
+    folders, errors = [], []
+    for (path, labels), (frames, error) in zip(videos, results, strict=True):
         if error:
             errors.append(error)
         else:
-            lines.append(f"{Path(path).with_suffix('').as_posix()} 1 {frames} {label}")
-    target.write_text("\n".join(lines) + "\n")
+            folder = Path(path).with_suffix("").as_posix()
+            folders.append(VideoRecord(folder, labels, start_frame=1, end_frame=frames))
+    write_list(target, folders)
     return target, errors
 
 
@@ -245,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     for error in errors:
         print(f"left out: {error}", file=sys.stderr)
-    print(f"wrote {target} ({len(target.read_text().splitlines())} videos, {len(errors)} left out)")
+    written, _ = parse_list_file(target)
+    print(f"wrote {target} ({len(written)} videos, {len(errors)} left out)")
     return 1 if errors else 0
 
 

@@ -17,6 +17,7 @@ import functools
 import os
 import warnings
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -198,3 +199,15 @@ def load_imagenet(
             stacklevel=2,
         )
     return sources
+
+
+def load_imagenet_into(model: Any, master: bool, log: Callable[[str], None]) -> dict[str, str]:
+    """``train.py --pretrained imagenet`` into every network of an ``AdaMML`` that has ImageNet
+    weights; returns where each network's weights came from. Exits with one line naming the
+    missing files."""
+    networks: dict[str, nn.Module] = {f"recognisers.{m}": n for m, n in model.recognisers.items()}
+    networks |= {f"policy_features.{m}": f.net for m, f in model.policy_features.items()}
+    try:
+        return load_imagenet(networks, progress=master, log=log)
+    except FileNotFoundError as error:
+        raise SystemExit(f"--pretrained imagenet: {error}") from None

@@ -2,8 +2,10 @@
 each, shared by ``train.py``, ``evaluate.py`` and ``predict.py``.
 
 A run directory holds ``config.json`` (:class:`RunConfig`), ``metrics.jsonl``, the stage outputs
-(``pretrained.pt``, ``warmup.pt``, ``adamml.pt``, ``nolstm.pt``, ``allmod.pt``), and the
-resume point ``checkpoint.pt`` with the one before it, ``checkpoint.previous.pt``.
+(``pretrained.pt``, ``warmup.pt``, ``adamml.pt``, ``nolstm.pt``, ``allmod.pt``), the operating
+points chosen on the calibration list (``calibration.json``), and the resume point
+``checkpoint.pt`` with the one before it, ``checkpoint.previous.pt``. :func:`load_model` is the
+one loader of any of its models.
 """
 
 from __future__ import annotations
@@ -17,9 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from calibration import Rule
 from data import DataConfig
+from files import atomic_write, atomic_write_text
+from model import PRESETS, AdaMML
 
 CONFIG = "config.json"
+CALIBRATION = "calibration.json"
+MODELS = ("adamml", "nolstm", "allmod", "warmup", "pretrained")
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.previous.pt"
 
@@ -32,7 +39,9 @@ class RunConfig:
         preset: name in ``model.PRESETS``.
         modalities: recognition modalities, the order of the M axis.
         data_root: directory the list files' paths are relative to.
-        train_list, val_list, classes: the list files and ``classes.txt``.
+        train_list, val_list, calib_list, classes: the list files (training, validation —
+            only reported on —, calibration — where checkpoints and operating points are
+            chosen) and ``classes.txt``.
         informative: the demo's per-segment sidecar, or None.
         data: input sizes.
         epochs: epochs per stage (``pretrain``, ``warmup``, ``joint``, ``finetune``).
@@ -42,7 +51,8 @@ class RunConfig:
         gamma: penalty of a wrong prediction in Eq. 4.
         recovery: weight of :func:`adagate.recovery_loss` in units of ``γ · λ`` (0: off).
         budget_gflops: GFLOPs per video for :class:`adagate.BudgetLoss`, or None for Eq. 4.
-        joint_schedule: ``together`` or ``alternate`` (AdaMML §4.1).
+        joint_schedule: ``cached`` (the policy on cached dense outputs), ``together`` or
+            ``alternate`` (AdaMML §4.1).
         metric: ``top1`` or ``map``, the figure the report's table shows.
         baselines: the no-LSTM and all-modality baselines are trained too.
         seed: seed of everything random.
@@ -52,6 +62,13 @@ class RunConfig:
         noise_floor: joint training's Gumbel noise scale falls linearly from 1 to 0 over the
             stage and is held at this floor (1: the paper's constant noise; runs written
             before the flag existed trained with 1).
+        cache_repeats: augmented samples per training video in the cached joint stage.
+        policy_restarts: trainings of the policy from new weights in the cached joint stage.
+        policy_temperature: divides the fused logits in the cached policy's task loss.
+        policy_extractor: the policy's own feature extractors (``mobilenet_v2`` or ``conv``),
+            or None for the preset's.
+        rule: how the operating point is chosen on the calibration list.
+        multi_label: the lists have several labels per video (ActivityNet).
     """
 
     preset: str
@@ -79,6 +96,13 @@ class RunConfig:
     weights: dict[str, str]
     command: str
     noise_floor: float = 1.0
+    calib_list: str = ""
+    cache_repeats: int = 4
+    policy_restarts: int = 2
+    policy_temperature: float = 10.0
+    policy_extractor: str | None = None
+    rule: Rule = dataclasses.field(default_factory=lambda: Rule(budget=0.5))
+    multi_label: bool = False
 
 
 def save_config(run: Path, config: RunConfig) -> None:
@@ -86,6 +110,7 @@ def save_config(run: Path, config: RunConfig) -> None:
     fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     fields["data"] = config.data.to_dict()
     fields["modalities"] = list(config.modalities)
+    fields["rule"] = dataclasses.asdict(config.rule)
     atomic_write_text(run / CONFIG, json.dumps(fields, indent=1))
 
 
@@ -103,6 +128,7 @@ def load_config(run: Path) -> RunConfig:
         fields = json.loads(path.read_text())
         fields["data"] = DataConfig.from_dict(fields["data"])
         fields["modalities"] = tuple(fields["modalities"])
+        fields["rule"] = Rule(**fields.get("rule", {"budget": 0.5}))
         return RunConfig(**fields)
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise ValueError(
@@ -110,18 +136,9 @@ def load_config(run: Path) -> RunConfig:
         ) from None
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temporary file, then rename: a kill never leaves half a file."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def atomic_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file, then rename: a kill never leaves half a file."""
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(obj, temporary)
-    os.replace(temporary, path)
+    atomic_write(path, lambda file: torch.save(obj, file))
 
 
 def save_checkpoint(run: Path, state: dict[str, Any]) -> None:
@@ -157,3 +174,71 @@ def load_checkpoint(run: Path, map_location: str | torch.device = "cpu") -> dict
     if errors:
         raise ValueError("resume: no readable checkpoint; " + "; ".join(errors))
     return None
+
+
+def load_model(
+    run: Path, name: str, config: RunConfig, num_classes: int,
+    device: str | torch.device = "cpu",
+) -> AdaMML:  # fmt: skip
+    """One of the run's models, ``run/NAME.pt``, in ``eval()`` on ``device``.
+
+    The one rule for which model is recurrent: ``nolstm`` is the policy without its LSTM,
+    every other model has it.
+
+    Raises:
+        FileNotFoundError: ``run: ... has no NAME.pt``.
+    """
+    path = Path(run) / f"{name}.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"run: {run} has no {name}.pt; did training finish?")
+    model = new_model(config, name, num_classes)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.to(device, memory_format=torch.channels_last).eval()
+
+
+def new_model(config: RunConfig, name: str, num_classes: int) -> AdaMML:
+    """A freshly initialised model of the run's preset; ``nolstm`` has no LSTM."""
+    preset = PRESETS[config.preset]
+    if config.policy_extractor is not None:
+        preset = dataclasses.replace(preset, policy_extractor=config.policy_extractor)
+    return AdaMML(config.modalities, num_classes, preset, recurrent=name != "nolstm")
+
+
+def load_init(model: AdaMML, path: Path, device: str | torch.device = "cpu") -> None:
+    """``train.py --init``: a checkpoint file, or a run directory's latest stage output; strict
+    keys. Exits with one line naming the file when it cannot be read or does not fit."""
+    if path.is_dir():
+        found = [path / f"{n}.pt" for n in ("adamml", "warmup", "pretrained")
+                 if (path / f"{n}.pt").exists()]  # fmt: skip
+        if not found:
+            raise SystemExit(f"--init: {path} has no adamml.pt, warmup.pt or pretrained.pt")
+        path = found[0]
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (RuntimeError, OSError, EOFError) as error:
+        raise SystemExit(f"--init: cannot read {path}: {error}") from None
+    try:
+        model.load_state_dict(state.get("model", state))
+    except RuntimeError as error:
+        raise SystemExit(f"--init: {path} does not fit this model: {error}") from None
+
+
+def part(state: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The entries of a state_dict under ``prefix.``, with the prefix removed."""
+    return {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
+
+
+def stage_times(times: dict[str, float], total: float) -> list[dict[str, Any]]:
+    """``[{"stage", "seconds", "share"}]`` per stage, the rest of the run as ``other``."""
+    rows = [{"stage": k, "seconds": v} for k, v in times.items()]
+    rows.append({"stage": "other (set-up, MAC counts, checkpoints)",
+                 "seconds": max(0.0, total - sum(times.values()))})  # fmt: skip
+    return [row | {"share": row["seconds"] / total} for row in rows]
+
+
+def stage_time_table(rows: list[dict[str, Any]]) -> str:
+    """The per-stage time table in markdown."""
+    lines = ["| stage | seconds | share |", "|---|---:|---:|"]
+    lines += [f"| {r['stage']} | {r['seconds']:.0f} | {100 * r['share']:.0f} % |" for r in rows]
+    total = sum(r["seconds"] for r in rows)
+    return "\n".join([*lines, f"| **total** | {total:.0f} | 100 % |"])

@@ -4,7 +4,10 @@
 * :mod:`.lists`: ``classes.txt`` and list files of both layouts (:class:`VideoRecord`);
 * :mod:`.sampling`: TSN segment starts, frame indices, stacked indices, audio windows;
 * :mod:`.decoding`: PyAV probing, decoding of sampled frames, audio resampling, frame folders;
-* :mod:`.transforms`: per-modality transforms as functions and callables with plain arguments;
+* :mod:`.sources`: the one read path: a :class:`Source` (video file, frame folder, decode
+  cache) gives frames, flow and audio windows; :func:`read_clip` gives :class:`Decoded`;
+* :mod:`.transforms`: per-modality transforms as functions and callables with plain arguments,
+  and :class:`InputTransforms`, which builds recognition and policy inputs from them;
 * :mod:`.dataset`: :class:`VideoDataset`, :func:`collate`, :class:`SkipReport`;
 * :mod:`.cache`: :class:`DecodeCache`, decoded videos kept on disk (``cache_dir=``);
 * :mod:`.inspection`: the ``inspect`` command (``python examples/adamml/data inspect ...``).
@@ -14,12 +17,11 @@ With ``examples/adamml`` on ``sys.path``, ``import data`` gives every public nam
 
 from .cache import CachedVideo, DecodeCache
 from .config import DataConfig
-from .dataset import INPUT_BUILDERS, Decoded, InputTransforms, SkipReport, VideoDataset, collate
+from .dataset import SkipReport, VideoDataset, collate
 from .decoding import (
     VIDEO_SUFFIXES,
     BadVideoError,
     MediaInfo,
-    VideoFrameReader,
     decode_all_frames,
     decode_audio,
     decode_video_frames,
@@ -39,12 +41,25 @@ from .sampling import (
     segment_centres,
     segment_starts,
     stacked_indices,
+    window_indices,
+    window_spans,
+)
+from .sources import (
+    CachedSource,
+    Decoded,
+    FrameFolderSource,
+    Source,
+    VideoFileSource,
+    open_source,
+    read_clip,
+    video_paths,
 )
 from .transforms import (
     FLOW_BOUND,
     IMAGENET_MEAN,
     IMAGENET_STD,
     FlowInput,
+    InputTransforms,
     LogSpectrogram,
     PolicyInput,
     RGBDiffInput,
@@ -56,6 +71,7 @@ from .transforms import (
     log_spectrogram,
     normalize,
     policy_input,
+    policy_rows,
     rgb_input,
     rgbdiff_input,
     sample_spatial,
@@ -65,14 +81,15 @@ __all__ = [
     "FLOW_BOUND",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
-    "INPUT_BUILDERS",
     "VIDEO_SUFFIXES",
     "BadVideoError",
+    "CachedSource",
     "CachedVideo",
     "DataConfig",
     "DecodeCache",
     "Decoded",
     "FlowInput",
+    "FrameFolderSource",
     "InputTransforms",
     "LogSpectrogram",
     "MediaInfo",
@@ -80,10 +97,11 @@ __all__ = [
     "RGBDiffInput",
     "RGBInput",
     "SkipReport",
+    "Source",
     "SpatialParams",
     "SpatialSampler",
     "VideoDataset",
-    "VideoFrameReader",
+    "VideoFileSource",
     "VideoRecord",
     "apply_spatial",
     "audio_windows",
@@ -99,12 +117,15 @@ __all__ = [
     "log_spectrogram",
     "normalize",
     "open_media",
+    "open_source",
     "parse_list_file",
     "parse_list_line",
     "policy_input",
+    "policy_rows",
     "probe_audio_rate",
     "probe_media",
     "read_classes",
+    "read_clip",
     "read_frame_folder",
     "resample_audio",
     "rgb_input",
@@ -113,4 +134,7 @@ __all__ = [
     "segment_centres",
     "segment_starts",
     "stacked_indices",
+    "video_paths",
+    "window_indices",
+    "window_spans",
 ]

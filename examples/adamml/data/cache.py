@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable, Sequence
@@ -33,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from files import atomic_write
 
 from .decoding import BadVideoError, decode_video_frames, open_media, probe_media
 
@@ -97,7 +96,7 @@ class DecodeCache:
         try:
             source = _source(path)
         except FileNotFoundError as error:
-            raise BadVideoError(f"missing file {path}") from error
+            raise BadVideoError(f"{path}: no such file or directory") from error
         if path in self._undecodable:
             return None
         file = self._file(path, "video", self.short_side)
@@ -160,19 +159,11 @@ class DecodeCache:
         return entry
 
     def _store(self, file: Path, source: list[int], entry: dict[str, Any]) -> None:
-        temporary = None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-            with os.fdopen(handle, "wb") as out:
-                torch.save({**entry, "source": source}, out)
-            os.replace(temporary, file)
-            temporary = None
+            atomic_write(file, lambda out: torch.save({**entry, "source": source}, out))
         except OSError as error:
             # A full or read-only disk costs the speed-up, never the training run.
             if not self._warned:
                 self._warned = True
                 warnings.warn(f"decode cache: cannot write {file}: {error}", stacklevel=3)
-        finally:
-            if temporary is not None:
-                Path(temporary).unlink(missing_ok=True)

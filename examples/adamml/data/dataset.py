@@ -1,9 +1,9 @@
-"""The dataset: :class:`VideoDataset` samples, decodes and builds every input of an item;
+"""The dataset: :class:`VideoDataset` samples, reads and builds every input of an item;
 :func:`collate` batches items and :class:`SkipReport` counts the videos it had to skip.
 
-What each modality needs (channels, the policy's input, the frame stack, frame folders) comes
-from the modality registry (``modalities.py``); how its input is built from the decoded
-arrays is one entry of :data:`INPUT_BUILDERS`.
+What each modality reads and how its input is built from the decoded arrays come from the
+modality registry (``modalities.py``); the reading is :mod:`data.sources`' one read path, the
+one ``predict.py`` uses too.
 """
 
 from __future__ import annotations
@@ -11,105 +11,22 @@ from __future__ import annotations
 import json
 import warnings
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from modalities import MODALITIES
+from modalities import MODALITIES, reads
 from torch.utils.data import Dataset
 
-from .cache import CachedVideo, DecodeCache
+from .cache import DecodeCache
 from .config import DataConfig
-from .decoding import (
-    BadVideoError,
-    decode_audio,
-    decode_video_frames,
-    frame_folder_audio,
-    frame_folder_fps,
-    open_media,
-    probe_media,
-    read_frame_folder,
-)
+from .decoding import BadVideoError
 from .lists import VideoRecord, parse_list_file
-from .sampling import audio_windows, frame_indices, segment_centres, segment_starts, stacked_indices
-from .transforms import (
-    FlowInput,
-    LogSpectrogram,
-    PolicyInput,
-    RGBDiffInput,
-    RGBInput,
-    SpatialParams,
-    SpatialSampler,
-)
-
-
-@dataclass(frozen=True)
-class InputTransforms:
-    """The transforms of every modality, built once from a :class:`DataConfig`."""
-
-    spatial: SpatialSampler
-    rgb: RGBInput
-    rgbdiff: RGBDiffInput
-    flow: FlowInput
-    spectrogram: LogSpectrogram
-    policy: PolicyInput
-
-    @classmethod
-    def from_config(cls, config: DataConfig) -> InputTransforms:
-        return cls(
-            spatial=SpatialSampler(config.crop_size, config.resize_range, config.test_resize),
-            rgb=RGBInput(config.mean, config.std),
-            rgbdiff=RGBDiffInput(config.mean, config.std, MODALITIES["rgbdiff"].stack),
-            flow=FlowInput(MODALITIES["flow"].stack),
-            spectrogram=LogSpectrogram(
-                config.n_fft, config.stft_win_length, config.stft_hop_length, config.n_time
-            ),
-            policy=PolicyInput(config.policy_frames, config.policy_size),
-        )
-
-
-@dataclass
-class Decoded:
-    """What one video gives before the transforms.
-
-    Attributes:
-        indices: (T, F) sampled frames.
-        fps: frame rate.
-        frames: (T, F, K, H, W, 3) uint8, each sampled frame and the K - 1 after it.
-        flow_x: (T, F, stack, H, W) uint8 horizontal flow, when a modality reads flow images.
-        flow_y: (T, F, stack, H, W) uint8 vertical flow, likewise.
-        audio: one mono waveform per segment, when ``audio`` is a modality.
-    """
-
-    indices: torch.Tensor
-    fps: float
-    frames: torch.Tensor
-    flow_x: torch.Tensor | None = None
-    flow_y: torch.Tensor | None = None
-    audio: list[np.ndarray] | None = None
-
-
-def _spectrograms(decoded: Decoded, t: InputTransforms, _: SpatialParams) -> torch.Tensor:
-    assert decoded.audio is not None
-    return torch.stack([t.spectrogram(torch.from_numpy(w)) for w in decoded.audio])
-
-
-def _flow(decoded: Decoded, t: InputTransforms, params: SpatialParams) -> torch.Tensor:
-    assert decoded.flow_x is not None and decoded.flow_y is not None
-    return t.flow(decoded.flow_x, decoded.flow_y, params)
-
-
-# One entry per modality of the registry: its recognition input from the decoded arrays.
-INPUT_BUILDERS: dict[str, Callable[[Decoded, InputTransforms, SpatialParams], torch.Tensor]] = {
-    "rgb": lambda decoded, t, params: t.rgb(decoded.frames[:, :, 0], params),
-    "rgbdiff": lambda decoded, t, params: t.rgbdiff(decoded.frames, params),
-    "flow": _flow,
-    "audio": _spectrograms,
-}
+from .sampling import frame_indices, segment_centres, segment_starts
+from .sources import open_source, read_clip
+from .transforms import InputTransforms
 
 
 @dataclass
@@ -137,12 +54,6 @@ class SkipReport:
         parts = [f"data: {sum(self.skipped.values())} loads skipped ({len(self.skipped)} files)"]
         parts += [f"{count} {issue}" for issue, count in sorted(self.issues.items())]
         return ", ".join(parts)
-
-
-def _as_tensor(frames: Mapping[int, np.ndarray], indices: torch.Tensor) -> torch.Tensor:
-    return torch.from_numpy(np.stack([frames[int(i)] for i in indices.reshape(-1)])).reshape(
-        *indices.shape, *next(iter(frames.values())).shape
-    )
 
 
 class VideoDataset(Dataset[dict[str, Any]]):
@@ -210,10 +121,7 @@ class VideoDataset(Dataset[dict[str, Any]]):
                 f"config.modalities: {folder_only} need the frame-folder layout (run "
                 f"prepare.py); {list_file} lists video files"
             )
-        # RGB frames per sampled frame: RGBDiff reads the frames after it; flow has its own
-        # images, so only modalities built from RGB count.
-        self.rgb_stack = 1 + max(m.frames_after for m in inputs if not m.frame_folder_only)
-        self.flow_stack = max((m.stack for m in inputs if m.frame_folder_only), default=0)
+        self.reads = reads(config.modalities + config.policy_sources)
         self.transforms = InputTransforms.from_config(config)
         if self.classes is not None:
             self.num_classes = len(self.classes)
@@ -271,25 +179,43 @@ class VideoDataset(Dataset[dict[str, Any]]):
         Raises:
             BadVideoError: the video cannot be loaded.
         """
-        config = self.config
+        config, transforms = self.config, self.transforms
         issues: list[str] = []
         path = self.data_root / record.path
+        frame_range = None
         if record.is_frame_folder:
-            decoded = self._decode_frame_folder(record, path, generator, issues)
-        else:
-            decoded = self._decode_video_file(path, generator, issues)
+            assert record.start_frame is not None and record.end_frame is not None
+            frame_range = (record.start_frame, record.end_frame)
+        source = open_source(
+            path, config, frame_range=frame_range, cache=self.cache, store_audio=not self.train
+        )
+        try:
+            if source.num_frames < config.span:
+                issues.append("short_clip_looped")
+            starts = segment_starts(
+                source.num_frames, self.num_segments, config.span, train=self.train,
+                generator=generator,
+            )  # fmt: skip
+            indices = frame_indices(
+                starts, config.frames_per_segment, config.frame_stride, source.num_frames
+            )
+            decoded = read_clip(source, indices, self.reads, config.audio_seconds)
+        finally:
+            source.close()
+        if self.reads.audio and not source.has_audio:
+            issues.append("no_audio")
         if self.strict and issues:
             raise BadVideoError(f"{record.path}: {', '.join(issues)}")
-        height, width = decoded.frames.shape[-3:-1]
-        params = self.transforms.spatial(height, width, train=self.train, generator=generator)
+        params = transforms.spatial(
+            decoded.height, decoded.width, train=self.train, generator=generator
+        )
         item: dict[str, Any] = {
-            m: INPUT_BUILDERS[m](decoded, self.transforms, params) for m in config.modalities
+            m: transforms.recognition_input(m, decoded, params) for m in config.modalities
         }
-        for source in config.policy_sources:
-            recognition = item.get(source)
-            if recognition is None:
-                recognition = INPUT_BUILDERS[source](decoded, self.transforms, params)
-            item[f"policy_{source}"] = self.transforms.policy(recognition)
+        for source_name in config.policy_sources:
+            item[f"policy_{source_name}"] = transforms.policy_input(
+                source_name, decoded, params, item.get(source_name)
+            )
         if self.multi_label:
             label = torch.zeros(self.num_classes)
             label[list(record.labels)] = 1.0
@@ -302,121 +228,6 @@ class VideoDataset(Dataset[dict[str, Any]]):
         if annotation is not None:
             item["informative"] = _informative(annotation, decoded.indices, decoded.fps)
         return item
-
-    def _sample(
-        self, num_frames: int, generator: torch.Generator | None, issues: list[str]
-    ) -> torch.Tensor:
-        config = self.config
-        if num_frames < config.span:
-            issues.append("short_clip_looped")
-        starts = segment_starts(
-            num_frames, self.num_segments, config.span, train=self.train, generator=generator
-        )
-        return frame_indices(starts, config.frames_per_segment, config.frame_stride, num_frames)
-
-    def _silence(self, windows: Sequence[tuple[float, float]]) -> list[np.ndarray]:
-        return [np.zeros(round(d * self.config.sample_rate), np.float32) for _, d in windows]
-
-    def _decode_video_file(
-        self, path: Path, generator: torch.Generator | None, issues: list[str]
-    ) -> Decoded:
-        cached = self.cache.video(path) if self.cache is not None else None
-        if cached is not None:
-            return self._decode_cached(path, cached, generator, issues)
-        config = self.config
-        with open_media(path) as container:
-            info = probe_media(container)
-            indices = self._sample(info.num_frames, generator, issues)
-            stack = stacked_indices(indices, self.rgb_stack, info.num_frames)
-            frames = decode_video_frames(
-                container, stack.reshape(-1).tolist(), short_side=config.resize_range[1]
-            )
-            decoded = Decoded(indices, info.fps, _as_tensor(frames, stack))
-            if "audio" in config.modalities:
-                decoded.audio = self._video_audio(
-                    indices, info.fps, info.audio_rate, issues,
-                    lambda windows: decode_audio(container, windows, config.sample_rate),
-                )  # fmt: skip
-        return decoded
-
-    def _decode_cached(
-        self, path: Path, cached: CachedVideo, generator: torch.Generator | None,
-        issues: list[str],
-    ) -> Decoded:  # fmt: skip
-        assert self.cache is not None
-        cache, config = self.cache, self.config
-        num_frames = cached.frames.shape[0]
-        indices = self._sample(num_frames, generator, issues)
-        stack = stacked_indices(indices, self.rgb_stack, num_frames)
-        frames = cached.frames[stack.reshape(-1)].reshape(*stack.shape, *cached.frames.shape[1:])
-        decoded = Decoded(indices, cached.fps, frames)
-        if "audio" in config.modalities:
-
-            def decode(windows: list[tuple[float, float]]) -> list[np.ndarray]:
-                fresh = partial(_decode_audio_file, path, windows, config.sample_rate)
-                return cache.audio(path, windows, fresh, store=not self.train)
-
-            decoded.audio = self._video_audio(
-                indices, cached.fps, cached.audio_rate, issues, decode
-            )
-        return decoded
-
-    def _video_audio(
-        self, indices: torch.Tensor, fps: float, audio_rate: int | None, issues: list[str],
-        decode: Callable[[list[tuple[float, float]]], list[np.ndarray]],
-    ) -> list[np.ndarray]:  # fmt: skip
-        """The audio windows of the segments: ``decode(windows)``, silence without a track."""
-        windows = audio_windows(indices, fps, self.config.audio_seconds)
-        if audio_rate is None:
-            issues.append("no_audio")
-            return self._silence(windows)
-        return decode(windows)
-
-    def _decode_frame_folder(
-        self,
-        record: VideoRecord,
-        folder: Path,
-        generator: torch.Generator | None,
-        issues: list[str],
-    ) -> Decoded:
-        config = self.config
-        if not folder.is_dir():
-            raise BadVideoError(f"missing frame folder {folder}")
-        assert record.start_frame is not None and record.end_frame is not None
-        num_frames = record.end_frame - record.start_frame + 1
-        fps = frame_folder_fps(folder, config.frame_folder_fps)
-        indices = self._sample(num_frames, generator, issues)
-        stack = stacked_indices(indices, self.rgb_stack, num_frames)
-        frames = read_frame_folder(folder, (stack.reshape(-1) + record.start_frame).tolist())
-        decoded = Decoded(indices, fps, _as_tensor(frames, stack + record.start_frame))
-        if self.flow_stack:
-            # Flow file i holds the motion from frame i to i+1: the last frame has none.
-            flow_stack = stacked_indices(indices, self.flow_stack, max(num_frames - 1, 1))
-            flow_stack = flow_stack + record.start_frame
-            flow = [
-                read_frame_folder(
-                    folder, flow_stack.reshape(-1).tolist(), f"{axis}_{{:05d}}.jpg", gray=True
-                )
-                for axis in ("x", "y")
-            ]
-            decoded.flow_x, decoded.flow_y = (_as_tensor(f, flow_stack) for f in flow)
-        if "audio" in config.modalities:
-            windows = audio_windows(indices, fps, config.audio_seconds)
-            audio_path = frame_folder_audio(folder)
-            if audio_path is None:
-                issues.append("no_audio")
-                decoded.audio = self._silence(windows)
-            else:
-                with open_media(audio_path) as container:
-                    decoded.audio = decode_audio(container, windows, config.sample_rate)
-        return decoded
-
-
-def _decode_audio_file(
-    path: Path, windows: list[tuple[float, float]], sample_rate: int
-) -> list[np.ndarray]:
-    with open_media(path) as container:
-        return decode_audio(container, windows, sample_rate)
 
 
 def _informative(

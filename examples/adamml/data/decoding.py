@@ -52,9 +52,11 @@ def open_media(path: str | Path) -> av.container.InputContainer:
     try:
         return av.open(str(path))
     except FileNotFoundError as error:
-        raise BadVideoError(f"missing file {path}") from error
+        raise BadVideoError(f"{path}: no such file or directory") from error
     except av.FFmpegError as error:
-        raise BadVideoError(f"cannot open {path}: {error}") from error
+        raise BadVideoError(
+            f"{path}: not a video FFmpeg can read ({error.strerror or error})"
+        ) from error
 
 
 def probe_media(container: av.container.InputContainer) -> MediaInfo:
@@ -141,7 +143,8 @@ def decode_video_frames(
     Args:
         container: from ``av.open``.
         indices: frame numbers (0-based, in presentation order); duplicates are fine.
-        seek: seek between runs; ``False`` decodes the stream from the start.
+        seek: seek between runs; ``False`` decodes the stream from the start. Either way a
+            container can be decoded from again, by later calls.
         short_side: downscale frames whose short side is larger (keeps the aspect ratio).
 
     Returns:
@@ -152,7 +155,9 @@ def decode_video_frames(
     """
     wanted = sorted(set(indices))
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
+    # Settable until the codec opens, at the first decode; later calls on the container keep it.
+    if not stream.codec_context.is_open:
+        stream.thread_type = "AUTO"
     fps = Fraction(stream.average_rate or stream.guessed_rate)
     time_base = stream.time_base
     start_pts = stream.start_time or 0
@@ -184,7 +189,10 @@ def decode_video_frames(
                 if index >= run[-1]:
                     break
     except av.FFmpegError as error:
-        raise BadVideoError(f"{container.name}: decoding failed: {error}") from error
+        raise BadVideoError(
+            f"{container.name}: decoding failed (truncated or corrupt file?): "
+            f"{error.strerror or error}"
+        ) from error
     missing = [i for i in wanted if i not in frames]
     if missing:
         raise BadVideoError(
@@ -192,102 +200,6 @@ def decode_video_frames(
             f"could not be decoded (truncated or corrupt file?)"
         )
     return frames
-
-
-class VideoFrameReader:
-    """Decodes frames of the first video stream request by request, for streaming readers.
-
-    :func:`decode_video_frames` takes every index of a video at once; a stream asks for one
-    segment's frames at a time. The reader keeps its place in the stream: a request whose first
-    frame lies ahead within about one GOP is reached by decoding on, any other by seeking, as
-    :func:`decode_video_frames` does between runs. Frames come back as decoded (no RGB
-    conversion), so a caller converts only those it uses, with :meth:`to_rgb`; the result is
-    then the same array :func:`decode_video_frames` gives for that index. Only the frames of
-    the last request are kept, so memory does not grow with the video.
-
-    Args:
-        container: from ``av.open``; the reader owns its demuxing position, so give audio
-            decoding a container of its own.
-        short_side: :meth:`to_rgb` downscales frames whose short side is larger.
-
-    Raises:
-        BadVideoError: no video stream.
-    """
-
-    def __init__(
-        self, container: av.container.InputContainer, *, short_side: int | None = None
-    ) -> None:
-        if not container.streams.video:
-            raise BadVideoError(f"{container.name}: no video stream")
-        self.container = container
-        self.stream = container.streams.video[0]
-        self.stream.thread_type = "AUTO"
-        self.fps = Fraction(self.stream.average_rate or self.stream.guessed_rate)
-        self.start_pts = self.stream.start_time or 0
-        self.gap = max(int(2 * self.fps), 32)
-        self._to_rgb = _ToRGB(self.stream, short_side)
-        self._decoder: Iterator[av.VideoFrame] | None = None
-        self._position = -1
-        self._kept: dict[int, av.VideoFrame] = {}
-
-    def read(self, indices: Iterable[int]) -> dict[int, av.VideoFrame]:
-        """Decode the listed frames (0-based, presentation order; duplicates are fine).
-
-        Returns:
-            ``{index: av.VideoFrame}`` for every listed index.
-
-        Raises:
-            BadVideoError: the stream is corrupt or ends before a listed frame.
-        """
-        wanted = sorted(set(indices))
-        frames = {i: self._kept[i] for i in wanted if i in self._kept}
-        try:
-            for index in wanted:
-                if index in frames:
-                    continue
-                if self._decoder is None or not 0 < index - self._position <= self.gap:
-                    self._seek(index)
-                frames.update(self._decode_until(index, wanted))
-        except av.FFmpegError as error:
-            raise BadVideoError(
-                f"{self.container.name}: decoding failed (truncated or corrupt file?): "
-                f"{error.strerror or error}"
-            ) from error
-        missing = [i for i in wanted if i not in frames]
-        if missing:
-            raise BadVideoError(
-                f"{self.container.name}: frames {missing[:3]}{'...' if len(missing) > 3 else ''} "
-                f"could not be decoded (truncated or corrupt file?)"
-            )
-        self._kept = frames
-        return frames
-
-    def to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
-        """``(H, W, 3)`` uint8, downscaled to ``short_side`` as :func:`decode_video_frames` does."""
-        return self._to_rgb(frame)
-
-    def _seek(self, index: int) -> None:
-        pts = self.start_pts + int(index / self.fps / self.stream.time_base)
-        self.container.seek(pts, stream=self.stream, backward=True, any_frame=False)
-        self._decoder = iter(self.container.decode(self.stream))
-        self._position = -1
-
-    def _decode_until(self, index: int, wanted: Sequence[int]) -> dict[int, av.VideoFrame]:
-        assert self._decoder is not None
-        found: dict[int, av.VideoFrame] = {}
-        targets = set(wanted)
-        while self._position < index:
-            frame = next(self._decoder, None)
-            if frame is None:
-                # The stream ended; a later request must seek rather than read past the end.
-                self._decoder = None
-                break
-            if frame.pts is None:
-                continue
-            self._position = round((frame.pts - self.start_pts) * self.stream.time_base * self.fps)
-            if self._position in targets:
-                found[self._position] = frame
-        return found
 
 
 def decode_all_frames(

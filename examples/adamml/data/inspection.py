@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from modalities import parse_modalities
+from modalities import MODALITIES, parse_modalities
 
 from .config import DataConfig
 from .dataset import VideoDataset
@@ -71,8 +71,10 @@ def plot(item: Mapping[str, Any], config: DataConfig, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     rgb = item.get("rgb")
-    segments = item["audio"].shape[0] if "audio" in item else rgb.shape[0]  # type: ignore[union-attr]
-    rows = int(rgb is not None) + int("audio" in item)
+    # The audio modality: the registry's one input read from the audio track.
+    audio = next((item[m] for m in config.modalities if MODALITIES[m].stream == "audio"), None)
+    segments = (audio if audio is not None else rgb).shape[0]  # type: ignore[union-attr]
+    rows = int(rgb is not None) + int(audio is not None)
     fig, axes = plt.subplots(rows, segments, figsize=(2 * segments, 2.2 * rows), squeeze=False)
     mean = torch.tensor(config.mean).view(3, 1, 1)
     std = torch.tensor(config.std).view(3, 1, 1)
@@ -84,9 +86,9 @@ def plot(item: Mapping[str, Any], config: DataConfig, out: Path) -> Path:
             axes[row, t].set_title(f"segment {t}", fontsize=8)
             axes[row, t].axis("off")
         row += 1
-    if "audio" in item:
+    if audio is not None:
         for t in range(segments):
-            axes[row, t].imshow(item["audio"][t, 0].numpy(), origin="lower", aspect="auto")
+            axes[row, t].imshow(audio[t, 0].numpy(), origin="lower", aspect="auto")
             axes[row, t].set_xlabel("time", fontsize=7)
             axes[row, t].set_ylabel("frequency bin", fontsize=7)
             axes[row, t].tick_params(labelsize=6)

@@ -7,15 +7,21 @@ Two layouts are read (``docs/data.md``, "Source layouts"):
   ``path start_frame end_frame label``.
 
 Labels are integers or class names from ``classes.txt``; ``3,7`` is a multi-label line.
+:func:`write_list` and :func:`write_classes` write what :func:`parse_list_file` and
+:func:`read_classes` read back: every list the examples write goes through them.
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from files import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -25,14 +31,15 @@ class VideoRecord:
     Attributes:
         path: video file or frame folder, relative to the data root.
         labels: class indices (one for single-label data).
-        line: ``list.txt:12`` — where the record came from, for messages.
+        line: ``list.txt:12`` — where the record came from, for messages; empty for a record
+            made to be written.
         start_frame: first frame of a frame folder (``None`` for video files).
         end_frame: last frame of a frame folder, inclusive.
     """
 
     path: str
     labels: tuple[int, ...]
-    line: str
+    line: str = ""
     start_frame: int | None = None
     end_frame: int | None = None
 
@@ -49,13 +56,38 @@ def read_classes(path: str | Path) -> list[str]:
     """Read ``classes.txt``: one class name per line, the line order is the label index.
 
     Raises:
-        ValueError: a name appears twice.
+        ValueError: the file holds no name, or a name appears twice.
     """
-    names = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    text = Path(path).read_text(encoding="utf-8")
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    # Without this, every line of every list would be refused as out of range, one warning
+    # each, and the error would blame the list file rather than this one.
+    if not names:
+        raise ValueError(f"{path}: expected one class name per line, got an empty file")
     duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
     if duplicates:
         raise ValueError(f"{path}: duplicate class names {duplicates}")
     return names
+
+
+def write_classes(path: str | Path, names: Sequence[str]) -> None:
+    """Write ``classes.txt`` (one name per line, line order = label index), atomically.
+
+    Raises:
+        ValueError: no name, a duplicate, or a name :func:`read_classes` would not read back
+            (empty, with a line break or surrounding whitespace).
+    """
+    if not names:
+        raise ValueError("names: expected at least one class name, got none")
+    for name in names:
+        if name != name.strip() or len(name.splitlines()) != 1:
+            raise ValueError(
+                f"names: expected names without surrounding whitespace or line breaks, got {name!r}"
+            )
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
+    if duplicates:
+        raise ValueError(f"names: expected distinct names, got duplicates {duplicates}")
+    atomic_write_text(path, "".join(f"{name}\n" for name in names))
 
 
 def _parse_labels(text: str, where: str, classes: Sequence[str] | None) -> tuple[int, ...]:
@@ -130,7 +162,7 @@ def parse_list_file(
         ValueError: with ``strict``, the first malformed line (message names ``file:line``).
     """
     path = Path(path)
-    text = path.read_text().splitlines()
+    text = path.read_text(encoding="utf-8").splitlines()
     rows: Iterable[list[str]]
     rows = csv.reader(text) if path.suffix == ".csv" else (line.split() for line in text)
     records, errors = [], []
@@ -146,3 +178,51 @@ def parse_list_file(
                 raise
             errors.append(str(error))
     return records, errors
+
+
+def list_suffix(records: Iterable[VideoRecord]) -> str:
+    """``.csv`` when a path contains whitespace (a whitespace-separated list cannot hold it),
+    else ``.txt``."""
+    return ".csv" if any(re.search(r"\s", record.path) for record in records) else ".txt"
+
+
+def format_list(records: Iterable[VideoRecord], *, as_csv: bool = False) -> str:
+    """The text of a list file holding ``records``: the lines :func:`parse_list_file` reads.
+
+    Each record is ``path label`` or, for a frame folder, ``path start_frame end_frame label``;
+    several labels are joined by commas (``3,7``). ``as_csv`` writes CSV rows under a header
+    (``path,label``, or ``path,start_frame,end_frame,label`` when a record is a frame folder).
+    """
+    rows = []
+    for record in records:
+        frames = [str(record.start_frame), str(record.end_frame)] if record.is_frame_folder else []
+        rows.append([record.path, *frames, ",".join(map(str, record.labels))])
+    if not as_csv:
+        return "".join(" ".join(row) + "\n" for row in rows)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    frame_columns = ["start_frame", "end_frame"] if any(len(row) == 4 for row in rows) else []
+    writer.writerow(["path", *frame_columns, "label"])
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_list(path: str | Path, records: Iterable[VideoRecord]) -> None:
+    """Write ``records`` as a list file, atomically: CSV when ``path`` ends in ``.csv``, else
+    whitespace-separated lines (see :func:`format_list`).
+
+    Raises:
+        ValueError: a record without a label, or a path with whitespace in a list that is not
+            ``.csv`` (:func:`list_suffix` picks the suffix that holds every path).
+    """
+    path, records = Path(path), list(records)
+    as_csv = path.suffix == ".csv"
+    for record in records:
+        if not record.labels:
+            raise ValueError(f"records: expected at least one label, got none for {record.path!r}")
+        if not as_csv and re.search(r"\s", record.path):
+            raise ValueError(
+                f"{path}: expected paths without whitespace in a whitespace-separated list, "
+                f"got {record.path!r}; write a .csv list"
+            )
+    atomic_write_text(path, format_list(records, as_csv=as_csv))

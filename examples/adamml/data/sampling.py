@@ -1,4 +1,5 @@
-"""TSN sampling (AdaMML §4.1, supplementary B): segment starts, frame indices, audio windows.
+"""TSN sampling (AdaMML §4.1, supplementary B): segment starts, frame indices, audio windows,
+and the windows of a long video that ``predict.py`` predicts one by one.
 
 Every function takes plain sizes and returns index tensors, so it can drive any decoder.
 """
@@ -114,3 +115,32 @@ def audio_windows(indices: torch.Tensor, fps: float, seconds: float) -> list[tup
         T windows in seconds; starts may be negative or past the end (padded with silence).
     """
     return [(float(c) - seconds / 2, seconds) for c in segment_centres(indices, fps)]
+
+
+def window_spans(
+    num_frames: int, fps: float, window_seconds: float | None, stride_seconds: float | None
+) -> list[tuple[int, int]]:
+    """``(first frame, frame count)`` of each window of a video; one for the whole video when
+    ``window_seconds`` is None.
+
+    Windows start every ``stride_seconds`` (default: ``window_seconds``, back to back); when
+    they do not reach the end, a last window is aligned with it, so every frame is in some
+    window.
+    """
+    if window_seconds is None:
+        return [(0, num_frames)]
+    length = max(1, min(num_frames, round(window_seconds * fps)))
+    stride = max(1, round((stride_seconds or window_seconds) * fps))
+    starts = list(range(0, num_frames - length + 1, stride))
+    if starts[-1] + length < num_frames:
+        starts.append(num_frames - length)
+    return [(start, length) for start in starts]
+
+
+def window_indices(
+    first: int, count: int, num_segments: int, span: int, frames_per_segment: int, stride: int
+) -> torch.Tensor:
+    """``(T, F)`` frames sampled in the window ``[first, first + count)`` as at test: centred TSN
+    segments (:func:`segment_starts` with ``train=False``, then :func:`frame_indices`)."""
+    starts = segment_starts(count, num_segments, span, train=False)
+    return frame_indices(starts, frames_per_segment, stride, count) + first

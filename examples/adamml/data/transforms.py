@@ -16,16 +16,23 @@ without a ``DataConfig``:
     torch.Size([1, 64, 64])
 
 One spatial draw (:class:`SpatialParams`) is shared by every frame and visual modality of an
-item, so RGB, RGBDiff and flow see the same crop.
+item, so RGB, RGBDiff and flow see the same crop. :class:`InputTransforms` binds every
+transform to a ``DataConfig`` and builds a modality's inputs from decoded arrays.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from modalities import STACK
+from modalities import MODALITIES, STACK
+
+if TYPE_CHECKING:
+    from .config import DataConfig
+    from .sources import Decoded
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -310,8 +317,7 @@ def policy_input(recognition: torch.Tensor, frames: int, size: int) -> torch.Ten
             f"recognition: expected (T, F, C, S, S) with F >= frames={frames}, got shape "
             f"{tuple(recognition.shape)}"
         )
-    keep = torch.linspace(0, recognition.shape[1] - 1, frames).round().long()
-    picked = recognition[:, keep]
+    picked = recognition[:, policy_rows(recognition.shape[1], frames)]
     out = F.interpolate(
         picked.flatten(0, 1),
         size=(size, size),
@@ -320,6 +326,11 @@ def policy_input(recognition: torch.Tensor, frames: int, size: int) -> torch.Ten
         antialias=True,
     )
     return out.reshape(*picked.shape[:3], size, size)
+
+
+def policy_rows(frames_per_segment: int, frames: int) -> list[int]:
+    """Which of the F sampled frames of a segment the policy sees: ``frames`` evenly spaced."""
+    return torch.linspace(0, frames_per_segment - 1, frames).round().long().tolist()
 
 
 @dataclass(frozen=True)
@@ -390,3 +401,59 @@ class LogSpectrogram:
             waveform, n_fft=self.n_fft, win_length=self.win_length,
             hop_length=self.hop_length, n_time=self.n_time,
         )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ every input
+@dataclass(frozen=True)
+class InputTransforms:
+    """The transforms of every modality, built once from a ``DataConfig``, and the two inputs
+    made with them: a modality's recognition input and the policy's input.
+
+    Both ``VideoDataset`` and ``predict.py`` build their inputs here, from the arrays
+    :func:`~data.sources.read_clip` gives, so that a prediction sees what evaluation sees.
+    """
+
+    spatial: SpatialSampler
+    rgb: RGBInput
+    rgbdiff: RGBDiffInput
+    flow: FlowInput
+    spectrogram: LogSpectrogram
+    policy: PolicyInput
+
+    @classmethod
+    def from_config(cls, config: DataConfig) -> InputTransforms:
+        return cls(
+            spatial=SpatialSampler(config.crop_size, config.resize_range, config.test_resize),
+            rgb=RGBInput(config.mean, config.std),
+            rgbdiff=RGBDiffInput(config.mean, config.std, MODALITIES["rgbdiff"].stack),
+            flow=FlowInput(MODALITIES["flow"].stack),
+            spectrogram=LogSpectrogram(
+                config.n_fft, config.stft_win_length, config.stft_hop_length, config.n_time
+            ),
+            policy=PolicyInput(config.policy_frames, config.policy_size),
+        )
+
+    def recognition_input(
+        self, modality: str, decoded: Decoded, params: SpatialParams
+    ) -> torch.Tensor:
+        """``(T, ...)`` the recognition input of ``modality`` (its registry entry's builder)."""
+        return MODALITIES[modality].build(decoded, self, params)
+
+    def policy_input(
+        self, source: str, decoded: Decoded, params: SpatialParams,
+        recognition: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """``(T, policy_frames, C, P, P)`` the policy's low-resolution view of ``source``.
+
+        Args:
+            source: a policy source (``MODALITIES[m].policy_source``).
+            decoded: the decoded segments.
+            params: the spatial draw of the item.
+            recognition: ``(T, F, C, S, S)`` the recognition input of ``source`` when already
+                built; otherwise only the policy's rows of ``decoded`` are transformed. Every
+                transform works frame by frame, so both give the same tensor.
+        """
+        if recognition is None:
+            rows: Sequence[int] = policy_rows(decoded.indices.shape[1], self.policy.frames)
+            recognition = self.recognition_input(source, decoded.select(rows=rows), params)
+        return self.policy(recognition)
