@@ -191,12 +191,12 @@ def sweep_thresholds(
         decisions = torch.cat([
             policy._decide_sequence(joint.repeat(len(part) // videos, 1, 1), None, None,
                                     part).decisions
-            for part in rows.split(chunk)
+            for part in torch.split(rows, chunk)
         ])  # fmt: skip
     finally:
         policy.train(was_training)
     curve = []
-    for row, chosen in zip(thresholds, decisions.split(videos), strict=True):
+    for row, chosen in zip(thresholds, torch.split(decisions, videos), strict=True):
         chosen = chosen.to(segment_logits.device, segment_logits.dtype)
         video = fusion(segment_logits, chosen)
         curve.append(OperatingPoint(

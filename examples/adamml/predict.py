@@ -33,8 +33,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -66,6 +65,7 @@ from data import (
 )
 from modalities import MODALITIES, reads
 from model import AdaMML, example_batch, measure_costs
+from timing import Stopwatch
 
 TIMED_PARTS = ("decode", "policy", "recognition")
 
@@ -210,45 +210,6 @@ def load_run(
     return config, model.eval(), classes
 
 
-class Stopwatch:
-    """Seconds per part of :data:`TIMED_PARTS`; a part entered inside another pauses the outer
-    one, so inputs that routing builds count as decoding. CUDA is synchronised at every switch.
-
-    Args:
-        device: where the model runs.
-        clock: ``time.perf_counter`` (wall time) or ``time.process_time`` (CPU time of the
-            process, steadier than wall time on a machine that other work keeps busy).
-    """
-
-    def __init__(
-        self, device: torch.device, clock: Callable[[], float] = time.perf_counter
-    ) -> None:
-        self.device = device
-        self.clock = clock
-        self.seconds: dict[str, float] = dict.fromkeys(TIMED_PARTS, 0.0)
-        self._open: list[str] = []
-        self._since = 0.0
-
-    def _now(self) -> float:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return self.clock()
-
-    @contextmanager
-    def __call__(self, part: str) -> Iterator[None]:
-        now = self._now()
-        if self._open:
-            self.seconds[self._open[-1]] += now - self._since
-        self._open.append(part)
-        self._since = now
-        try:
-            yield
-        finally:
-            now = self._now()
-            self.seconds[self._open.pop()] += now - self._since
-            self._since = now
-
-
 @dataclass
 class WindowPrediction:
     """One window's prediction.
@@ -359,7 +320,7 @@ class Predictor:
         Raises:
             BadVideoError: the video cannot be read; the message starts with its path.
         """
-        stopwatch = Stopwatch(self.device, self.clock)
+        stopwatch = Stopwatch(TIMED_PARTS, self.device, self.clock)
         began = self.clock()
         with stopwatch("decode"):
             source = open_source(path, self.data)

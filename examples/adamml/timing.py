@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import NamedTuple
+
+import torch
 
 
 class TimeStats(NamedTuple):
@@ -119,3 +122,45 @@ def total_times(parts: Iterable[TimeStats]) -> TimeStats:
     if len(rounds) > 1:
         raise ValueError(f"parts: expected the same number of rounds, got {sorted(rounds)}")
     return TimeStats.of(map(sum, zip(*(part.times for part in parts), strict=True)))
+
+
+class Stopwatch:
+    """Seconds per named part of a computation; a part entered inside another pauses the outer
+    one (``predict.py``: inputs that routing builds count as decoding). CUDA is synchronised at
+    every switch.
+
+    Args:
+        parts: the names of the parts.
+        device: where the model runs.
+        clock: ``time.perf_counter`` (wall time) or ``time.process_time`` (CPU time of the
+            process, steadier than wall time on a machine that other work keeps busy).
+    """
+
+    def __init__(
+        self, parts: Iterable[str], device: torch.device,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:  # fmt: skip
+        self.device = device
+        self.clock = clock
+        self.seconds: dict[str, float] = dict.fromkeys(parts, 0.0)
+        self._open: list[str] = []
+        self._since = 0.0
+
+    def _now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return self.clock()
+
+    @contextmanager
+    def __call__(self, part: str) -> Iterator[None]:
+        now = self._now()
+        if self._open:
+            self.seconds[self._open[-1]] += now - self._since
+        self._open.append(part)
+        self._since = now
+        try:
+            yield
+        finally:
+            now = self._now()
+            self.seconds[self._open.pop()] += now - self._since
+            self._since = now
