@@ -36,6 +36,7 @@ import os
 # before torch loads its OpenMP runtime.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import copy
 import dataclasses
 import json
 import shlex
@@ -373,7 +374,7 @@ class Trainer:
                 key = config.rule.key(chosen, reference)
                 record["calibration"] = point_record(chosen, reference, model.modalities)
                 if best is None or key > best[0]:
-                    best = (key, {k: v.clone() for k, v in model.state_dict().items()})
+                    best = (key, copy.deepcopy(model.state_dict()))
             for sched in schedulers.values():
                 sched.step()
             done = epoch + 1 == stage.epochs
