@@ -113,8 +113,9 @@ def learn_policy(
             record |= {
                 "model": name, "stage": "joint", "restart": restart + 1, "epoch": epoch + 1,
                 "epochs": schedule.epochs, "tau": policy.gate.tau, "noise": policy.gate.noise,
-                "gflops_vs_all": (costs.policy + sum(r * costs.recognition[m] for m, r in
-                                  record["selection"].items())) / sum(costs.recognition.values()),
+                "gflops_vs_all": (costs.always + sum(
+                    r * costs.recognition[m] for m, r in record["selection"].items()
+                    if m not in costs.shared)) / sum(costs.recognition.values()),
                 "calibration": point_record(chosen, reference, model.modalities),
                 "calibration_all_on": reference.score, "kept": kept,
                 "seconds": time.perf_counter() - began,
