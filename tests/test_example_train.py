@@ -291,3 +291,16 @@ def test_without_a_calibration_list_a_stratified_share_of_training_is_held_back(
     assert sorted(line.split()[-1] for line in held) == ["0", "0", "1", "1", "2", "2"]
     (tmp_path / "calib.txt").write_text("x 0\n")
     assert flags.calibration_lists(args, tmp_path)[1] == tmp_path / "calib.txt"
+
+
+def test_warmup_under_random_gating_is_a_plan_row_in_the_dropout_mode(
+    root: Path, tmp_path: Path
+) -> None:
+    import modes
+
+    args = train.parse_args(["--data-root", str(root), "--warmup-gating", "random"])
+    config = flags.resolve_config(args, 1, tmp_path)
+    stages = {s.name: s for s in train.plan(config, flags.STAGES)}
+    assert stages["warmup"].mode is modes.DROPOUT and stages["allmod"].mode is modes.ALL_ON
+    default = flags.resolve_config(train.parse_args(["--data-root", str(root)]), 1, tmp_path)
+    assert train.plan(default, flags.STAGES)[1].mode is modes.ALL_ON

@@ -73,6 +73,9 @@ def parse_args(argv: Sequence[str] | None, doc: str) -> argparse.Namespace:
     a("--policy-extractor", choices=("mobilenet_v2", "conv"),
       help="the policy's own feature extractors: MobileNetV2 (AdaMML §4.1) or a plain strided "
            "ConvNet, several times cheaper in CPU time (default: the preset's)")
+    a("--warmup-gating", choices=("all", "random"), default="all",
+      help="stage 1: every modality on every segment, or each on with probability 1/2 (the "
+           "reference code's warm-up under an untrained policy)")
     a("--noise-floor", type=float, default=1.0,
       help="stage 2: the gates' sampling noise falls linearly from 1 (Gumbel-Softmax) towards "
            "0 (the deterministic test-time decision) and is held at this floor; 1 (default) "
@@ -220,7 +223,7 @@ def resolve_config(args: argparse.Namespace, world: int, out: Path) -> runs.RunC
         weights={}, command=" ".join(sys.argv), noise_floor=args.noise_floor,
         cache_repeats=args.cache_repeats, rule=Rule(budget, args.point_max_drop),
         policy_restarts=args.policy_restarts, policy_temperature=args.policy_temperature,
-        policy_extractor=args.policy_extractor,
+        policy_extractor=args.policy_extractor, warmup_gating=args.warmup_gating,
     )  # fmt: skip
 
 

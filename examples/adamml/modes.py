@@ -8,6 +8,7 @@ mode       policy     sampled  routed  efficiency  used by
 =========  =========  =======  ======  ==========  ===========================================
 UNIMODAL   no         no       no      no          pre-training: each network alone
 ALL_ON     no         no       no      no          warm-up, the all-modality baseline
+DROPOUT    random     yes      no      no          warm-up under random gating (optional)
 JOINT      decides    yes      no      yes         dense joint training (paper's schedule)
 CACHED     decides    yes      no      yes         the policy alone, on cached dense outputs
 FROZEN     decides    no       yes     no          fine-tuning under the frozen policy
@@ -41,6 +42,9 @@ class Mode:
         efficiency: the loss adds the efficiency term (Eq. 4 or the budget loss).
         cached: the policy learns on dense outputs computed once by frozen networks
             (``policy_stage.py``) instead of a pass over the videos per step.
+        dropout: without a policy, each modality of each segment is on with probability 1/2
+            (what an untrained policy does in the reference code's warm-up), so the
+            recognisers learn to be fused from a random subset.
     """
 
     name: str
@@ -50,6 +54,7 @@ class Mode:
     routed: bool = False
     efficiency: bool = False
     cached: bool = False
+    dropout: bool = False
 
     @property
     def unused_parameters(self) -> bool:
@@ -60,6 +65,7 @@ class Mode:
 
 UNIMODAL = Mode("unimodal", unimodal=True)
 ALL_ON = Mode("all")
+DROPOUT = Mode("dropout", dropout=True)
 JOINT = Mode("joint", policy=True, sampled=True, efficiency=True)
 CACHED = Mode("cached", policy=True, sampled=True, efficiency=True, cached=True)
 FROZEN = Mode("frozen", policy=True, routed=True)
@@ -155,8 +161,12 @@ def losses(
         video = net(inputs, unimodal=True).float()
         task = sum((objective.task(video[:, k], labels) for k in range(video.shape[1])), zero)
         return task, task, zero, video[:, : len(model.modalities)].mean(1), ones
-    if not mode.policy:
-        decisions: Tensor | None = ones
+    if mode.dropout:
+        device = ones.device if generator is None else generator.device
+        drawn = torch.rand(ones.shape, generator=generator, device=device)
+        decisions: Tensor | None = (drawn < 0.5).to(ones)
+    elif not mode.policy:
+        decisions = ones
     elif mode.sampled:
         decisions = None
     else:

@@ -67,6 +67,8 @@ class RunConfig:
         policy_temperature: divides the fused logits in the cached policy's task loss.
         policy_extractor: the policy's own feature extractors (``mobilenet_v2`` or ``conv``),
             or None for the preset's.
+        warmup_gating: the warm-up with every modality on (``all``) or each modality-segment
+            on with probability 1/2 (``random``).
         rule: how the operating point is chosen on the calibration list.
         multi_label: the lists have several labels per video (ActivityNet).
     """
@@ -101,6 +103,7 @@ class RunConfig:
     policy_restarts: int = 2
     policy_temperature: float = 10.0
     policy_extractor: str | None = None
+    warmup_gating: str = "all"
     rule: Rule = dataclasses.field(default_factory=lambda: Rule(budget=0.5))
     multi_label: bool = False
 

@@ -128,8 +128,9 @@ def plan(config: runs.RunConfig, only: Sequence[str]) -> list[Stage]:
         Stage("pretrain", "adamml", epochs["pretrain"], modes.UNIMODAL,
               ("recognisers", "policy_features", "policy_heads"), lr=config.pretrain_lr,
               output="pretrained"),
-        Stage("warmup", "adamml", epochs["warmup"], modes.ALL_ON, recognition, lr=config.lr,
-              output="warmup"),
+        Stage("warmup", "adamml", epochs["warmup"],
+              modes.DROPOUT if config.warmup_gating == "random" else modes.ALL_ON, recognition,
+              lr=config.lr, output="warmup"),
         *adaptive,
     ]  # fmt: skip
     stages = [s for s in stages if s.name in only]
