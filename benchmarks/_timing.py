@@ -7,7 +7,7 @@ spread (max - min of the per-round ratios), as :func:`ratio_text` writes it: ``0
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -20,7 +20,6 @@ from timing import TimeStats, interleaved_times, time_ratio, total_times  # noqa
 
 __all__ = [
     "TimeStats",
-    "best_times",
     "interleaved_times",
     "ratio_text",
     "sync_for",
@@ -41,16 +40,3 @@ def ratio_text(numerator: TimeStats, denominator: TimeStats, spec: str = ".3f") 
     """``numerator`` ÷ ``denominator`` as ``ratio (spread)``, both in the format ``spec``."""
     ratio, spread = time_ratio(numerator, denominator)
     return f"{ratio:{spec}} ({spread:{spec}})"
-
-
-def best_times(
-    functions: Sequence[Callable[[], object]], repeats: int = 20, warmup: int = 1
-) -> list[float]:
-    """The fastest round of each function, in seconds, over ``repeats`` interleaved rounds.
-
-    Kept for ``bench_policy.py``, which still prints best-of times; the others print medians.
-    """
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    fns = {str(index): function for index, function in enumerate(functions)}
-    stats = interleaved_times(fns, repeats, warmup, sync_for(device))
-    return [min(s.times) for s in stats.values()]

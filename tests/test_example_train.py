@@ -282,8 +282,9 @@ def test_without_a_calibration_list_a_stratified_share_of_training_is_held_back(
 ) -> None:
     lines = [f"videos/c{c}_{i}.mp4 {c}" for c in range(3) for i in range(10)] + ["solo.mp4 3"]
     (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "classes.txt").write_text("a\nb\nc\nd\n")
     args = argparse.Namespace(data_root=tmp_path, train_list=None, calib_list=None,
-                              calib_fraction=0.2, seed=0)  # fmt: skip
+                              classes=None, calib_fraction=0.2, seed=0)  # fmt: skip
     train_list, calib_list = flags.calibration_lists(args, tmp_path)
     kept, held = train_list.read_text().splitlines(), calib_list.read_text().splitlines()
     assert sorted(kept + held) == sorted(lines) and not set(kept) & set(held)
@@ -304,3 +305,19 @@ def test_warmup_under_random_gating_is_a_plan_row_in_the_dropout_mode(
     assert stages["warmup"].mode is modes.DROPOUT and stages["allmod"].mode is modes.ALL_ON
     default = flags.resolve_config(train.parse_args(["--data-root", str(root)]), 1, tmp_path)
     assert train.plan(default, flags.STAGES)[1].mode is modes.ALL_ON
+
+
+def test_a_csv_training_list_is_split_into_csv_lists(tmp_path: Path) -> None:
+    rows = [f"videos/c {c}_{i}.mp4,{c}" for c in range(2) for i in range(5)]
+    (tmp_path / "train.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    (tmp_path / "classes.txt").write_text("a\nb\n")
+    args = argparse.Namespace(
+        data_root=tmp_path, train_list=tmp_path / "train.csv", calib_list=None, classes=None,
+        calib_fraction=0.2, seed=0,
+    )
+    train_list, calib_list = flags.calibration_lists(args, tmp_path)
+    assert train_list.suffix == calib_list.suffix == ".csv"
+    kept = train_list.read_text().splitlines()
+    held = calib_list.read_text().splitlines()
+    assert kept[0] == held[0] == "path,label"
+    assert sorted(kept[1:] + held[1:]) == sorted(rows) and len(held) == 3

@@ -133,7 +133,7 @@ def evaluate(
     models = load_models(run, config, len(classes), device, optimize, data_config)
     modalities = config.modalities
     costs = measure_costs(models["adamml"], example_batch(data_config, modalities))
-    metric = metrics.METRICS[config.metric]
+    metric = config.metric
     dense, timing_batches = collect(models, loader, device, timing_videos)
     generator = torch.Generator().manual_seed(seed)
     rows, forwards, logits, decisions = score_rows(models, dense, costs, generator)
@@ -155,7 +155,6 @@ def evaluate(
             if "All modalities" in times else (None, None)
         )  # fmt: skip
     curves = trade_off_curves(models, dense, calibration, costs, metric, all_gflops, generator)
-    key = "top1" if config.metric == "top1" else "map"
     found = {
         "run": str(run), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(device), "videos": len(dense["adamml"]),
@@ -166,7 +165,7 @@ def evaluate(
         "timing_videos": videos, "timing_repeats": timing_repeats, "rows": rows,
         "curves": curves,
         "curve_check": {"budgets": CHECKED, "best": {
-            name: [metrics.best_within(curve, b, key) for b in CHECKED]
+            name: [metrics.best_within(curve, b, metric) for b in CHECKED]
             for name, curve in curves.items()}},
         "per_class": metrics.per_class(
             dense["adamml"].labels,
@@ -275,13 +274,14 @@ def score_rows(
 
 def trade_off_curves(
     models: Mapping[str, AdaMML], dense: Mapping[str, Dense], calibration: Mapping[str, Any],
-    costs: ModalityCosts, metric: Callable[[Tensor, Tensor], float], all_gflops: float,
-    generator: torch.Generator, draws: int = 5,
+    costs: ModalityCosts, key: str, all_gflops: float, generator: torch.Generator,
+    draws: int = 5,
 ) -> dict[str, list[dict[str, Any]]]:
     """Validation curves: each policy at the points chosen on the calibration list for the
     budgets in ``BUDGETS``; random selection at AdaMML's points' rates (mean of ``draws``);
-    the costliest modality on every k-th segment with the others always on."""
-    key = "top1" if metric is metrics.top1 else "map"
+    the costliest modality on every k-th segment with the others always on. ``key``: the
+    metric's name in ``metrics.METRICS``."""
+    metric = metrics.METRICS[key]
     curves: dict[str, list[dict[str, Any]]] = {}
     titles = {"adamml": "AdaMML", "nolstm": "AdaMML, no LSTM"}
     for name, title in titles.items():

@@ -12,6 +12,7 @@ from pathlib import Path
 import data as adamml_data
 import runs
 from calibration import Rule
+from data.lists import write_list
 from modalities import parse_modalities
 from model import PRESETS
 
@@ -230,22 +231,24 @@ def resolve_config(args: argparse.Namespace, world: int, out: Path) -> runs.RunC
 def calibration_lists(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
     """``(training list, calibration list)``: the given or ``ROOT/calib.txt``, else a stratified
     ``--calib-fraction`` of the training list (at least one video of each class with two or
-    more), both written into ``out``."""
+    more), both written into ``out`` in the training list's format."""
     root = args.data_root
     train_list = args.train_list or root / "train.txt"
     calib = args.calib_list or root / "calib.txt"
     if args.calib_list is not None or calib.is_file():
         return train_list, calib
-    lines = [line for line in train_list.read_text().splitlines() if line.strip()]
-    by_label: dict[str, list[str]] = {}
-    for line in lines:
-        by_label.setdefault(line.split()[-1], []).append(line)
+    classes = adamml_data.read_classes(args.classes or root / "classes.txt")
+    records, _ = adamml_data.parse_list_file(train_list, classes)
+    by_label: dict[tuple[int, ...], list[int]] = {}
+    for index, record in enumerate(records):
+        by_label.setdefault(record.labels, []).append(index)
     rng = random.Random(args.seed)
-    held: set[str] = set()
+    held: set[int] = set()
     for members in by_label.values():
         if len(members) > 1:
             held.update(rng.sample(members, max(1, round(args.calib_fraction * len(members)))))
-    train_out, calib_out = out / "train_split.txt", out / "calib_split.txt"
-    runs.atomic_write_text(train_out, "".join(f"{line}\n" for line in lines if line not in held))
-    runs.atomic_write_text(calib_out, "".join(f"{line}\n" for line in lines if line in held))
+    suffix = Path(train_list).suffix if Path(train_list).suffix == ".csv" else ".txt"
+    train_out, calib_out = out / f"train_split{suffix}", out / f"calib_split{suffix}"
+    write_list(train_out, [r for i, r in enumerate(records) if i not in held])
+    write_list(calib_out, [r for i, r in enumerate(records) if i in held])
     return train_out, calib_out

@@ -27,7 +27,7 @@ from model import AdaMML
 from modes import Objective, is_correct
 from torch import Tensor
 
-from adagate.flops import ModalityCosts
+from adagate.flops import ModalityCosts, expected_gflops
 from adagate.schedules import set_tau
 
 
@@ -113,9 +113,9 @@ def learn_policy(
             record |= {
                 "model": name, "stage": "joint", "restart": restart + 1, "epoch": epoch + 1,
                 "epochs": schedule.epochs, "tau": policy.gate.tau, "noise": policy.gate.noise,
-                "gflops_vs_all": (costs.always + sum(
-                    r * costs.recognition[m] for m, r in record["selection"].items()
-                    if m not in costs.shared)) / sum(costs.recognition.values()),
+                "gflops_vs_all": expected_gflops(
+                    torch.tensor([[list(record["selection"].values())]]), costs,
+                    model.modalities).item() / (sum(costs.recognition.values()) / 1e9),
                 "calibration": point_record(chosen, reference, model.modalities),
                 "calibration_all_on": reference.score, "kept": kept,
                 "seconds": time.perf_counter() - began,

@@ -26,7 +26,6 @@ from model import PRESETS, AdaMML
 
 CONFIG = "config.json"
 CALIBRATION = "calibration.json"
-MODELS = ("adamml", "nolstm", "allmod", "warmup", "pretrained")
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.previous.pt"
 
