@@ -231,7 +231,9 @@ def choose_operating_point(
 
     Exactly one of:
 
-    - ``budget``: the best score at most ``budget`` × the reference's GFLOPs (ties: cheaper);
+    - ``budget``: the best score at most ``budget`` × the reference's GFLOPs (ties: the costlier
+      point, which spends more of the budget: held-back scores move in steps of one sample,
+      so equal scores are common, and the cheap end of such a plateau is the riskier pick);
     - ``max_drop``: the cheapest point scoring at least the reference's score − ``max_drop``
       (ties: better score).
 
@@ -268,7 +270,7 @@ def choose_operating_point(
             cheapest = min(p.gflops for p in curve) / reference.gflops
             raise ValueError(f"budget: expected at least {cheapest:.3f} (the cheapest point), "
                              f"got {budget}")  # fmt: skip
-        return max(allowed, key=lambda p: (p.score, -p.gflops))
+        return max(allowed, key=lambda p: (p.score, p.gflops))
     assert max_drop is not None
     if max_drop < 0:
         raise ValueError(f"max_drop: expected >= 0, got {max_drop}")

@@ -64,6 +64,8 @@ def test_rule_keys_prefer_a_point_within_the_budget_then_accuracy() -> None:
     rule = Rule(budget=0.5)
     assert rule.key(point(0.9, 4.0), reference) > rule.key(point(0.95, 6.0), reference)
     assert rule.key(point(0.95, 4.0), reference) > rule.key(point(0.9, 3.0), reference)
+    # Equal scores within the budget: the point that spends more of it, as Rule.choose.
+    assert rule.key(point(0.95, 4.5), reference) > rule.key(point(0.95, 3.0), reference)
     drop = Rule(max_drop=5.0)
     assert drop.key(point(0.96, 3.0), reference) > drop.key(point(0.97, 4.0), reference)
     assert drop.key(point(0.96, 9.0), reference) > drop.key(point(0.9, 1.0), reference)

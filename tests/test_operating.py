@@ -157,6 +157,8 @@ def test_budget_choice_is_the_best_score_within_the_budget(curve, budget: float)
     chosen = choose_operating_point(curve, budget=budget)
     assert chosen.gflops <= budget * reference.gflops + 1e-9
     assert chosen.score == max(p.score for p in allowed)
+    # Ties spend the budget: no equally good point within it costs more.
+    assert chosen.gflops == max(p.gflops for p in allowed if p.score == chosen.score)
 
 
 @settings(max_examples=100, deadline=None)

@@ -125,7 +125,7 @@ class Rule:
         """Larger is better: how two checkpoints' chosen points compare under this rule."""
         if self.budget is not None:
             within = point.gflops <= self.budget * reference.gflops + 1e-9
-            return (float(within), point.score, -point.gflops)
+            return (float(within), point.score, point.gflops)
         assert self.max_drop is not None
         within = point.score >= reference.score - self.max_drop / 100 - 1e-9
         return (float(within), -point.gflops if within else point.score, point.score)
