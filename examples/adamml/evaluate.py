@@ -17,9 +17,9 @@ mode) — and the wall-time column times the routed forward passes. Rows (AdaMML
   selection rates (AdaMML Table 8, "Random (Test)").
 
 Curves (``report.json["curves"]``, on the validation list): AdaMML's and the no-LSTM policy's
-operating points chosen on the calibration list for relative budgets 0.025 to 1 (steps of 0.025); random selection
-at each of AdaMML's points' rates; and a static schedule (the costliest modality on every k-th
-segment, the others always on).
+operating points chosen on the calibration list for relative budgets 0.025 to 1 (steps of
+0.025); random selection at each of AdaMML's points' rates; and a static schedule (the
+costliest modality on every k-th segment, the others always on).
 """
 
 from __future__ import annotations
