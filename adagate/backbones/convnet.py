@@ -14,6 +14,7 @@ import torch.fx
 from torch import Tensor, nn
 
 from adagate.backbones._temporal import average_frames, flatten_segments
+from adagate.backbones.resnet import _init_conv_bn
 
 # Opaque to torch.fx, as in the other backbones: they branch on shapes.
 torch.fx.wrap("flatten_segments")
@@ -66,12 +67,7 @@ class PlainConvNet(nn.Module):
             )
             in_channels = width
         self.features = nn.Sequential(*layers)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        _init_conv_bn(self)
 
     def forward(self, x: Tensor) -> Tensor:
         """Pooled features.

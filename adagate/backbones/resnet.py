@@ -24,6 +24,17 @@ torch.fx.wrap("average_frames")
 __all__ = ["BasicBlock", "Bottleneck", "TSNResNet", "tsn_resnet18", "tsn_resnet34", "tsn_resnet50"]
 
 
+def _init_conv_bn(module: nn.Module) -> None:
+    """torchvision's ResNet initialisation for every ``Conv2d`` and ``BatchNorm2d`` in
+    ``module``: Kaiming-normal (fan-out, ReLU) convolutions, BatchNorm weight 1 and bias 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 def _conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)
 
@@ -166,12 +177,7 @@ class TSNResNet(nn.Module):
         self.fc: nn.Module = (
             nn.Identity() if num_classes is None else nn.Linear(self.num_features, num_classes)
         )
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        _init_conv_bn(self)
 
     def _make_layer(
         self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int, stride: int = 1
