@@ -12,6 +12,7 @@ from adagate.losses import BudgetLoss, efficiency_loss, recovery_loss
 from adagate.operating import (
     OperatingPoint,
     choose_operating_point,
+    log_likelihood,
     pareto_front,
     sweep_thresholds,
     threshold_grid,
@@ -60,6 +61,7 @@ __all__ = [
     "expected_gflops",
     "gumbel_sigmoid",
     "gumbel_softmax",
+    "log_likelihood",
     "masked_late_fusion",
     "online_late_fusion",
     "optimize_for_inference",

@@ -14,6 +14,7 @@ from adagate import (
     OperatingPoint,
     choose_operating_point,
     expected_gflops,
+    log_likelihood,
     pareto_front,
     route_segments,
     sweep_thresholds,
@@ -190,3 +191,31 @@ def test_pareto_front_is_increasing_in_cost_and_score(curve) -> None:
     assert all(a.gflops <= b.gflops and a.score < b.score for a, b in itertools.pairwise(front))
     for point in curve:
         assert any(f.gflops <= point.gflops and f.score >= point.score for f in front)
+
+
+logits_and_labels = st.integers(1, 6).flatmap(lambda n: st.tuples(
+    st.lists(st.floats(-30, 30), min_size=n * C, max_size=n * C),
+    st.lists(st.integers(0, C - 1), min_size=n, max_size=n)))  # fmt: skip
+
+
+@given(logits_and_labels, st.floats(-50, 50))
+def test_log_likelihood_is_the_negative_cross_entropy_and_ignores_a_shift(data, shift) -> None:
+    values, targets = data
+    logits, labels = torch.tensor(values).view(-1, C), torch.tensor(targets)
+    value = log_likelihood(logits, labels)
+    assert value <= 1e-6
+    assert value == pytest.approx(-nn.functional.cross_entropy(logits, labels).item(), abs=1e-5)
+    # A constant added to a video's logits changes neither its softmax nor the likelihood.
+    assert log_likelihood(logits + shift, labels) == pytest.approx(value, abs=1e-4)
+
+
+def test_log_likelihood_ranks_confidence_that_accuracy_cannot_see() -> None:
+    labels = torch.tensor([0, 1])
+    sure, unsure = torch.tensor([[5.0, 0.0], [0.0, 5.0]]), torch.tensor([[0.1, 0.0], [0.0, 0.1]])
+    assert top1_accuracy(sure, labels) == top1_accuracy(unsure, labels) == 1.0
+    assert log_likelihood(sure, labels) > log_likelihood(unsure, labels)
+    assert log_likelihood(torch.tensor([[1e4, 0.0]]), torch.tensor([0])) == 0.0
+    # Multi-hot labels: the negative binary cross-entropy over videos and classes.
+    multi = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    expected = -nn.functional.binary_cross_entropy_with_logits(sure, multi).item()
+    assert log_likelihood(sure, multi) == pytest.approx(expected)

@@ -3,7 +3,8 @@
 A *dense pass* computes, for every video of a list, the policy's features and every segment's
 logits of every modality, once. From it ``adagate.sweep_thresholds`` gives the policy's exact
 accuracy–GFLOPs curve over thresholds on its on-logits, and a :class:`Rule` picks the operating
-point (a relative compute budget, or a largest accuracy drop below every modality on). The
+point (the most likely point within a relative compute budget, or the cheapest within an
+accuracy drop below every modality on). The
 training list trains, the calibration list chooses (checkpoints, thresholds), the validation
 list only reports.
 """
@@ -14,7 +15,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from model import AdaMML, all_on
@@ -25,6 +26,7 @@ from adagate.flops import ModalityCosts, expected_gflops
 from adagate.operating import (
     OperatingPoint,
     choose_operating_point,
+    log_likelihood,
     sweep_thresholds,
     threshold_grid,
     top1_accuracy,
@@ -106,23 +108,41 @@ def dense_pass(
 
 @dataclass(frozen=True)
 class Rule:
-    """How the operating point is chosen: exactly one of ``budget`` (the most accurate point
-    at most this share of every-modality-on's GFLOPs) and ``max_drop`` (the cheapest point at
-    most this many points of accuracy below every modality on)."""
+    """How the operating point is chosen: exactly one of ``budget`` (the most likely point at
+    most this share of every-modality-on's GFLOPs) and ``max_drop`` (the cheapest point at
+    most this many points of accuracy below every modality on).
+
+    Within a budget, a policy's points are compared by their log-likelihood on the held-back
+    videos (`adagate.log_likelihood`), not by their top-1 accuracy: 144 calibration videos
+    move accuracy in steps of 0.7 points, so among points within a video or two of each other
+    the most accurate one is the luckiest, and with a threshold per modality there are many
+    such points; the likelihood is moved by every video's confidence (docs/operating.md). A
+    drop is in points of accuracy, so ``max_drop`` compares accuracies.
+    """
 
     budget: float | None = None
     max_drop: float | None = None
 
-    def choose(self, curve: Sequence[OperatingPoint], reference: OperatingPoint) -> OperatingPoint:
+    def choose(self, curve: Sequence[OperatingPoint], reference: OperatingPoint,
+               likelihoods: Sequence[float] | None = None) -> OperatingPoint:  # fmt: skip
+        """The point of ``curve`` (accuracy scores) this rule asks for; ``likelihoods``: each
+        point's log-likelihood, what a budget choice compares (None: its accuracy)."""
         drop = None if self.max_drop is None else self.max_drop / 100
-        if self.budget is not None:
-            cheapest = min(p.gflops for p in curve) / reference.gflops
-            budget = max(self.budget, cheapest)
-            return choose_operating_point(curve, budget=budget, reference=reference)
-        return choose_operating_point(curve, max_drop=drop, reference=reference)
+        if self.budget is None:
+            return choose_operating_point(curve, max_drop=drop, reference=reference)
+        cheapest = min(p.gflops for p in curve) / reference.gflops
+        scored = list(curve) if likelihoods is None else [
+            p._replace(score=s) for p, s in zip(curve, likelihoods, strict=True)]  # fmt: skip
+        pick = choose_operating_point(scored, budget=max(self.budget, cheapest),
+                                      reference=reference)  # fmt: skip
+        return curve[next(i for i, p in enumerate(scored) if p is pick)]
 
     def key(self, point: OperatingPoint, reference: OperatingPoint) -> tuple[float, ...]:
-        """Larger is better: how two checkpoints' chosen points compare under this rule."""
+        """Larger is better: how two checkpoints' chosen points compare under this rule.
+
+        Checkpoints are compared by the accuracy of their chosen points (then by cost), not by
+        likelihood: different checkpoints are different models, and on the demo the likelihood
+        was no better a guide between them (docs/operating.md)."""
         if self.budget is not None:
             within = point.gflops <= self.budget * reference.gflops + 1e-9
             return (float(within), point.score, point.gflops)
@@ -132,8 +152,26 @@ class Rule:
 
     def describe(self) -> str:
         if self.budget is not None:
-            return f"most accurate at <= {self.budget:.2f} of the GFLOPs"
+            return f"highest log-likelihood at <= {self.budget:.2f} of the GFLOPs"
         return f"cheapest within {self.max_drop} points of every modality on"
+
+
+class Calibrated(NamedTuple):
+    """What :func:`calibrate` found.
+
+    Attributes:
+        chosen: the operating point set in the policy (accuracy score).
+        curve: the policy's curve (accuracy scores).
+        reference: every modality on, without the policy.
+        likelihoods: each curve point's log-likelihood.
+        likelihood: the chosen point's.
+    """
+
+    chosen: OperatingPoint
+    curve: list[OperatingPoint]
+    reference: OperatingPoint
+    likelihoods: list[float]
+    likelihood: float
 
 
 def reference_point(model: AdaMML, dense: Dense, costs: ModalityCosts,
@@ -178,29 +216,31 @@ def policy_curve(
 def calibrate(
     model: AdaMML, dense: Dense, costs: ModalityCosts, rule: Rule, points: int = 33,
     metric: Metric = top1_accuracy,
-) -> tuple[OperatingPoint, list[OperatingPoint], OperatingPoint]:  # fmt: skip
-    """Choose the operating point on held-back data and set it in the model's policy.
-
-    Returns:
-        ``(chosen point, the whole curve, every modality on)``.
-    """
+) -> Calibrated:  # fmt: skip
+    """Choose the operating point on held-back data and set it in the model's policy."""
     reference = reference_point(model, dense, costs, metric)
     curve = policy_curve(model, dense, costs, points=points, metric=metric)
-    chosen = rule.choose(curve, reference)
+    thresholds = torch.stack([p.thresholds for p in curve])
+    scored = policy_curve(model, dense, costs, thresholds, metric=log_likelihood)
+    likelihoods = [p.score for p in scored]
+    chosen = rule.choose(curve, reference, likelihoods)
     model.policy.set_thresholds(chosen.thresholds)
-    return chosen, curve, reference
+    index = next(i for i, p in enumerate(curve) if p is chosen)
+    return Calibrated(chosen, curve, reference, likelihoods, likelihoods[index])
 
 
-def point_record(point: OperatingPoint, reference: OperatingPoint,
-                 modalities: Sequence[str]) -> dict[str, Any]:  # fmt: skip
-    """A point as JSON: thresholds (``±inf`` as strings), score, GFLOPs, relative GFLOPs."""
-    return {
+def point_record(point: OperatingPoint, reference: OperatingPoint, modalities: Sequence[str],
+                 likelihood: float | None = None) -> dict[str, Any]:  # fmt: skip
+    """A point as JSON: thresholds (``±inf`` as strings), score, GFLOPs, relative GFLOPs, and
+    its log-likelihood where given."""
+    record = {
         "thresholds": {m: _number(t) for m, t in zip(modalities, point.thresholds.tolist(),
                                                      strict=True)},
         "score": point.score, "gflops": point.gflops,
         "gflops_vs_all": point.gflops / reference.gflops,
         "selection": dict(zip(modalities, point.selection.tolist(), strict=True)),
     }  # fmt: skip
+    return record if likelihood is None else record | {"log_likelihood": likelihood}
 
 
 def thresholds_of(record: Mapping[str, Any], modalities: Sequence[str]) -> Tensor:

@@ -292,7 +292,10 @@ def trade_off_curves(
         reference = OperatingPoint(points[0].thresholds, calibration[name]["all_on"],
                                    first["gflops"] / first["gflops_vs_all"],
                                    points[0].selection)  # fmt: skip
-        chosen = {b: Rule(budget=b).choose(points, reference) for b in BUDGETS}
+        records = calibration[name]["curve"]
+        likelihoods = (None if any("log_likelihood" not in r for r in records)
+                       else [r["log_likelihood"] for r in records])  # fmt: skip
+        chosen = {b: Rule(budget=b).choose(points, reference, likelihoods) for b in BUDGETS}
         unique = {tuple(p.thresholds.tolist()): p.thresholds for p in chosen.values()}
         model, part = models[name], dense[name]
         swept = sweep_thresholds(model.policy, part.features, part.segment_logits, part.labels,

@@ -66,8 +66,9 @@ def parse_args(argv: Sequence[str] | None, doc: str) -> argparse.Namespace:
       help="stage 2 cached: the policy's task loss is the cross-entropy of the fused logits "
            "divided by this (1: the paper's; see policy_stage.py)")
     a("--point-budget", type=float,
-      help="operating point: the most accurate thresholds at most this share of every "
-           "modality's GFLOPs on the calibration list (default 0.5 unless --point-max-drop)")
+      help="operating point: the thresholds with the highest log-likelihood on the "
+           "calibration list at most this share of every modality's GFLOPs (default 0.5 "
+           "unless --point-max-drop)")
     a("--point-max-drop", type=float,
       help="operating point: the cheapest thresholds at most this many points of accuracy "
            "below every modality on, on the calibration list")

@@ -105,7 +105,8 @@ def learn_policy(
             set_tau(policy, schedule.tau(epoch), noise=schedule.noise(epoch))
             record = train_epoch(model, cache, objective, schedule, optimizer, generator)
             scheduler.step()
-            chosen, _, reference = calibrate(model, calib, costs, rule, schedule.grid_points)
+            found = calibrate(model, calib, costs, rule, schedule.grid_points)
+            chosen, reference = found.chosen, found.reference
             key = rule.key(chosen, reference)
             kept = best is None or key > best[0]
             if kept:
@@ -116,7 +117,8 @@ def learn_policy(
                 "gflops_vs_all": expected_gflops(
                     torch.tensor([[list(record["selection"].values())]]), costs,
                     model.modalities).item() / (sum(costs.recognition.values()) / 1e9),
-                "calibration": point_record(chosen, reference, model.modalities),
+                "calibration": point_record(chosen, reference, model.modalities,
+                                            found.likelihood),
                 "calibration_all_on": reference.score, "kept": kept,
                 "seconds": time.perf_counter() - began,
             }  # fmt: skip

@@ -64,7 +64,7 @@ import flags
 import make_dataset
 import modes
 import runs
-from calibration import Dense, calibrate, dense_pass, point_record
+from calibration import Calibrated, Dense, calibrate, dense_pass, point_record
 from flags import DEMO_ROOT, resolve_config
 from loaders import Data
 from model import PRESETS, AdaMML, example_batch, measure_costs
@@ -371,9 +371,10 @@ class Trainer:
             record = self.run_epoch(stage, epoch, model, optimisers, stepping, objective)
             if stage.mode.sampled:
                 # Checkpoint selection on the calibration list, every epoch with a policy.
-                chosen, reference = self.calibrate(model, stage)
-                key = config.rule.key(chosen, reference)
-                record["calibration"] = point_record(chosen, reference, model.modalities)
+                found = self.calibrate(model, stage)
+                key = config.rule.key(found.chosen, found.reference)
+                record["calibration"] = point_record(found.chosen, found.reference,
+                                                     model.modalities, found.likelihood)
                 if best is None or key > best[0]:
                     best = (key, copy.deepcopy(model.state_dict()))
             for sched in schedulers.values():
@@ -464,20 +465,22 @@ class Trainer:
                f"{record['seconds']:.0f} s")  # fmt: skip
         return record
 
-    def calibrate(self, model: AdaMML, stage: Stage) -> tuple[Any, Any]:
+    def calibrate(self, model: AdaMML, stage: Stage) -> Calibrated:
         """Choose the operating point on the calibration list (a fresh dense pass: the
         recognisers changed) and set it in the policy; recorded for ``evaluate.py``."""
         calib = self.dense_pass(model, "calibration", self.data.calib)
-        chosen, curve, reference = calibrate(model, calib, self.costs, self.config.rule)
+        found = calibrate(model, calib, self.costs, self.config.rule)
+        chosen, curve, reference = found.chosen, found.curve, found.reference
         self.rt.log(f"        calibration: {100 * chosen.score:.1f}% at "
                     f"{chosen.gflops / reference.gflops:.2f} of the GFLOPs, every modality on "
                     f"{100 * reference.score:.1f}%")  # fmt: skip
         self.calibration[stage.model] = {
-            "chosen": point_record(chosen, reference, model.modalities),
+            "chosen": point_record(chosen, reference, model.modalities, found.likelihood),
             "all_on": reference.score,
-            "curve": [point_record(p, reference, model.modalities) for p in curve],
+            "curve": [point_record(p, reference, model.modalities, likelihood)
+                      for p, likelihood in zip(curve, found.likelihoods, strict=True)],
         }  # fmt: skip
-        return chosen, reference
+        return found
 
     def log_record(self, record: Mapping[str, Any]) -> None:
         if self.rt.master:
