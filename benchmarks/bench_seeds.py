@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nAdaMML − all modalities per seed: {', '.join(f'{g:+.1f}' for g in gaps)} points; "
           f"mean {statistics.mean(gaps):+.1f}, spread (max − min) {max(gaps) - min(gaps):.1f}; "
           f"AdaMML's GFLOPs vs all: {', '.join(f'{c:.2f}' for c in costs)} (max {max(costs):.2f})")
+    # The runs' own times (a run already on disk is read, not repeated).
+    times = [sum(row["seconds"] for row in r.get("stage_times", [])) for r in reports.values()]
+    print(f"Each run's time, its stage table's total: {', '.join(f'{t:.0f} s' for t in times)}.")
 
 if __name__ == "__main__":
     main()

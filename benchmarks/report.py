@@ -53,7 +53,8 @@ BENCHMARKS = [
     ("seeds", [],
      "The AdaMML demo's default command on demo sets generated with three data seeds (seed 0 "
      "is the default command's own run): accuracy, GFLOPs ratio and informative picks per "
-     "seed, and the mean."),
+     "seed, and the mean. Runs already under `examples/adamml/runs/seeds` are read, not "
+     "repeated: the time in brackets is this page's, each run's own is in the last line."),
 ]
 
 
