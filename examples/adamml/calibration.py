@@ -219,10 +219,16 @@ def calibrate(
 ) -> Calibrated:  # fmt: skip
     """Choose the operating point on held-back data and set it in the model's policy."""
     reference = reference_point(model, dense, costs, metric)
-    curve = policy_curve(model, dense, costs, points=points, metric=metric)
-    thresholds = torch.stack([p.thresholds for p in curve])
-    scored = policy_curve(model, dense, costs, thresholds, metric=log_likelihood)
-    likelihoods = [p.score for p in scored]
+    likelihoods: list[float] = []
+
+    def scored(logits: Tensor, labels: Tensor) -> float:
+        # The same fused logits give both scores: one sweep, not one per metric
+        # (`sweep_thresholds` calls the metric once per threshold row, in order).
+        likelihoods.append(log_likelihood(logits, labels))
+        return metric(logits, labels)
+
+    curve = policy_curve(model, dense, costs, points=points, metric=scored)
+    assert len(likelihoods) == len(curve)
     chosen = rule.choose(curve, reference, likelihoods)
     model.policy.set_thresholds(chosen.thresholds)
     index = next(i for i, p in enumerate(curve) if p is chosen)
